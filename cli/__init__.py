@@ -1,0 +1,1 @@
+"""Click front end of nbnumba (installed as the ``nbnumba_cli`` package)."""

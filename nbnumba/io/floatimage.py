@@ -1,0 +1,68 @@
+"""Raw float images (``-floatfile``): little-endian float32, no header."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from nbnumba.errors import InputFileError
+from nbnumba.io._atomic import atomic_write
+
+__all__ = ["read_float_image", "write_float_image"]
+
+
+def write_float_image(path, image) -> None:
+    """Write an image as raw little-endian float32, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file.
+    image : array_like
+        Image, any shape; written in C (raster) order after rounding to
+        float32, as C stores its float image.
+
+    Raises
+    ------
+    OutputFileError
+        If the file cannot be written.
+    """
+    data = np.ascontiguousarray(np.asarray(image), dtype="<f4")
+    atomic_write(path, data.tobytes())
+
+
+def read_float_image(path, fpixels: int, spixels: int) -> np.ndarray:
+    """Read a raw little-endian float32 image.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File holding exactly ``fpixels * spixels`` float32 values.
+    fpixels : int
+        Fast-axis size.
+    spixels : int
+        Slow-axis size.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of shape ``(spixels, fpixels)``.
+
+    Raises
+    ------
+    InputFileError
+        If the file cannot be read or its size does not match.
+    """
+    fname = os.fspath(path)
+    try:
+        with open(fname, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise InputFileError(f"{fname}: cannot read float image: {exc.strerror or exc}") from exc
+    need = 4 * int(fpixels) * int(spixels)
+    if len(raw) != need:
+        raise InputFileError(
+            f"{fname}: float image has {len(raw)} bytes, expected {need} for {fpixels}x{spixels} float32 pixels"
+        )
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(int(spixels), int(fpixels))

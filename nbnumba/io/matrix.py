@@ -1,0 +1,77 @@
+"""MOSFLM-style orientation matrix files (``-mat``), read as C does.
+
+C reads the first nine numbers with three ``fscanf("%lg%lg%lg")`` calls; the
+three numbers of call *i* are component *i* of a*, b* and c* (the matrix is
+stored by rows, reciprocal vectors in columns).  Anything after the ninth
+number (cell parameters, missetting angles of a full MOSFLM file) is ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from nbnumba.errors import InputFileError
+from nbnumba.io.cfmt import c_strtod_prefix
+
+__all__ = ["read_mosflm_matrix"]
+
+_TOKEN = re.compile(
+    r"[ \t\n\v\f\r]*([+-]?(?:0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?"
+    r"|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+    r"|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN](?:\([0-9A-Za-z_]*\))?))"
+)
+_SKIP_WS = re.compile(r"[ \t\n\v\f\r]*")
+
+
+def read_mosflm_matrix(path) -> np.ndarray:
+    """Read the 3x3 matrix of a MOSFLM orientation file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Matrix file; its first nine numbers (white-space separated, any line
+        layout) are used.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 array of shape (3, 3); row *i* is
+        ``(a_star[i], b_star[i], c_star[i])``, so ``a_star = M[:, 0]``,
+        ``b_star = M[:, 1]``, ``c_star = M[:, 2]`` (still in MOSFLM's units,
+        including the wavelength, exactly as read).
+
+    Raises
+    ------
+    InputFileError
+        If the file cannot be read or does not start with nine numbers; the
+        message names the line where reading stopped.
+    """
+    fname = os.fspath(path)
+    try:
+        with open(fname, "rb") as handle:
+            text = handle.read().decode("latin-1")
+    except OSError as exc:
+        raise InputFileError(f"{fname}: cannot read matrix file: {exc.strerror or exc}") from exc
+    values = []
+    pos = 0
+    for _ in range(9):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            where = _SKIP_WS.match(text, pos).end()
+            line = text.count("\n", 0, where) + 1
+            got = text[where:].split("\n", 1)[0].strip()
+            found = f"found {got!r}" if got else "found end of file"
+            raise InputFileError(
+                f"{fname}, line {line}: expected 9 numbers (3 rows of a*, b*, c* components), "
+                f"read {len(values)}, {found}"
+            )
+        token = m.group(1)
+        try:
+            values.append(float(token))
+        except ValueError:
+            values.append(c_strtod_prefix(token)[0])
+        pos = m.end(1)
+    return np.array(values, dtype=np.float64).reshape(3, 3)

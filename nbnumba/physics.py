@@ -1,0 +1,540 @@
+"""Per-pixel physics as plain scalar functions.
+
+Every function here is ordinary Python operating on floats, ints, tuples and
+arrays.  :mod:`nbnumba.compile` compiles the whole module twice -- once with
+``numba.njit(inline="always")`` for the CPU kernel and once with
+``numba.cuda.jit(device=True)`` for the GPU kernel -- so the physics has a
+single source for both backends.  Functions call each other by their global
+names; the compiler rebinds those names to the compiled versions of the
+target.
+
+Vectors are 3-tuples ``(x, y, z)`` in the laboratory frame.  Lengths are in
+metres, wavelengths in metres, angles in radians, except where a name says
+otherwise.  The arithmetic follows the order of operations of the C program
+so that parity mode reproduces it to rounding.
+
+Parameter arrays
+----------------
+``fp`` (float64) and ``ip`` (int64) carry the per-run constants; the index
+names below are module-level integers so both compilers see them as
+constants.
+"""
+
+import math
+
+# ---------------------------------------------------------------- fp indices
+FP_FDET = 0  # 3 components: fast detector axis
+FP_SDET = 3  # slow detector axis
+FP_ODET = 6  # detector normal
+FP_PIX0 = 9  # vector from sample to the corner of pixel (0, 0), m
+FP_BEAM = 12  # beam direction (unit)
+FP_POLAR = 15  # polarization (E-vector) axis
+FP_ASTAR = 18  # reciprocal cell vectors of the unrotated crystal, 1/Angstrom
+FP_BSTAR = 21
+FP_CSTAR = 24
+FP_PIXEL_SIZE = 27
+FP_SUBPIXEL_SIZE = 28
+FP_DISTANCE = 29
+FP_CLOSE_DISTANCE = 30
+FP_THICKSTEP = 31
+FP_MU = 32
+FP_THICK = 33
+FP_DMIN = 34
+FP_NA = 35
+FP_NB = 36
+FP_NC = 37
+FP_FUDGE = 38
+FP_KAHN = 39
+FP_I_BG = 40
+FP_WATER = 41
+FP_DEFAULT_F = 42
+FP_SIZE = 43
+
+# ---------------------------------------------------------------- ip indices
+IP_FPIXELS = 0
+IP_SPIXELS = 1
+IP_OVERSAMPLE = 2
+IP_THICKSTEPS = 3
+IP_SOURCES = 4
+IP_PHISTEPS = 5
+IP_DOMAINS = 6
+IP_CURVED = 7
+IP_POINT_PIXEL = 8
+IP_NOPOLAR = 9
+IP_OS_THICK = 10
+IP_OS_POLAR = 11
+IP_OS_OMEGA = 12
+IP_SHAPE = 13
+IP_INTERPOLATE = 14
+IP_H_MIN = 15
+IP_H_MAX = 16
+IP_K_MIN = 17
+IP_K_MAX = 18
+IP_L_MIN = 19
+IP_L_MAX = 20
+IP_HKLS = 21
+IP_ROI_XMIN = 22
+IP_ROI_XMAX = 23
+IP_ROI_YMIN = 24
+IP_ROI_YMAX = 25
+IP_HAS_MASK = 26
+IP_WEIGHT_ONCE = 27  # 1: spec (weight each contribution), 0: C running-sum product
+IP_INTERP_PARITY = 28  # 1: out-of-range switches interpolation off for good
+IP_SIZE = 29
+
+# crystal shapes
+SHAPE_SQUARE = 0
+SHAPE_ROUND = 1
+SHAPE_GAUSS = 2
+SHAPE_TOPHAT = 3
+
+# interpolation state of a pixel in parity mode
+INTERP_ON = 0  # interpolation active for the whole pixel
+INTERP_SWITCH = 1  # active until the first out-of-range evaluation
+INTERP_OFF = 2  # switched off before this pixel
+
+# what a kernel pass computes
+PASS_RENDER = 0
+PASS_FIND_OUT_OF_RANGE = 1
+
+
+def dot3(ax, ay, az, bx, by, bz):
+    """Inner product of two 3-vectors."""
+    return ax * bx + ay * by + az * bz
+
+
+def norm3(x, y, z):
+    """Length of a 3-vector."""
+    return math.sqrt(x * x + y * y + z * z)
+
+
+def unit3(x, y, z):
+    """Unit vector along ``(x, y, z)`` (zero vector stays zero)."""
+    mag = math.sqrt(x * x + y * y + z * z)
+    if mag != 0.0:
+        return x / mag, y / mag, z / mag
+    return 0.0, 0.0, 0.0
+
+
+def cross3(ax, ay, az, bx, by, bz):
+    """Cross product ``a x b``."""
+    return ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+
+
+def rotate_about_axis(vx, vy, vz, ux, uy, uz, phi):
+    """Rotate ``v`` by ``phi`` (right-handed) about the unit axis ``u``."""
+    sinphi = math.sin(phi)
+    cosphi = math.cos(phi)
+    d = (ux * vx + uy * vy + uz * vz) * (1.0 - cosphi)
+    rx = ux * d + vx * cosphi + (-uz * vy + uy * vz) * sinphi
+    ry = uy * d + vy * cosphi + (uz * vx - ux * vz) * sinphi
+    rz = uz * d + vz * cosphi + (-uy * vx + ux * vy) * sinphi
+    return rx, ry, rz
+
+
+def sincg(x, n):
+    """Interference function of a grating of ``n`` slits, ``sin(n x)/sin(x)``."""
+    if x == 0.0:
+        return n
+    return math.sin(x * n) / math.sin(x)
+
+
+def sinc3(x):
+    """Fourier transform of a uniform sphere, normalised to 1 at ``x = 0``."""
+    if x == 0.0:
+        return 1.0
+    return 3.0 * (math.sin(x) / x - math.cos(x)) / (x * x)
+
+
+def polarization_factor(kahn, ix, iy, iz, dx, dy, dz, px, py, pz):
+    """Kahn polarization correction for incident ``i`` and diffracted ``d``.
+
+    ``p`` is the polarization axis (E-vector).  ``kahn`` is the fraction of
+    polarization (0: unpolarized).
+    """
+    ix, iy, iz = unit3(ix, iy, iz)
+    dx, dy, dz = unit3(dx, dy, dz)
+    px, py, pz = unit3(px, py, pz)
+    cos2theta = ix * dx + iy * dy + iz * dz
+    cos2theta_sqr = cos2theta * cos2theta
+    sin2theta_sqr = 1 - cos2theta_sqr
+    psi = 0.0
+    if kahn != 0.0:
+        bx, by, bz = cross3(px, py, pz, ix, iy, iz)
+        bx, by, bz = unit3(bx, by, bz)
+        ex, ey, ez = cross3(ix, iy, iz, bx, by, bz)
+        ex, ey, ez = unit3(ex, ey, ez)
+        e_out = dx * ex + dy * ey + dz * ez
+        b_out = dx * bx + dy * by + dz * bz
+        psi = -math.atan2(b_out, e_out)
+    return 0.5 * (1.0 + cos2theta_sqr - kahn * math.cos(2 * psi) * sin2theta_sqr)
+
+
+def lattice_factor(shape, h, k, l, h0, k0, l0, fp):
+    """Amplitude of the crystal-shape transform at fractional ``(h, k, l)``.
+
+    ``(h0, k0, l0)`` is the nearest reciprocal-lattice point.
+    """
+    na = fp[FP_NA]
+    nb = fp[FP_NB]
+    nc = fp[FP_NC]
+    fudge = fp[FP_FUDGE]
+    f_latt = 1.0
+    if shape == SHAPE_SQUARE:
+        if na > 1:
+            f_latt *= sincg(math.pi * h, na)
+        if nb > 1:
+            f_latt *= sincg(math.pi * k, nb)
+        if nc > 1:
+            f_latt *= sincg(math.pi * l, nc)
+        return f_latt
+    dh = h - h0
+    dk = k - k0
+    dl = l - l0
+    if shape == SHAPE_ROUND:
+        hrad_sqr = dh * dh * na * na + dk * dk * nb * nb + dl * dl * nc * nc
+        return na * nb * nc * 0.723601254558268 * sinc3(math.pi * math.sqrt(hrad_sqr * fudge))
+    dxs = dh * fp[FP_ASTAR] + dk * fp[FP_BSTAR] + dl * fp[FP_CSTAR]
+    dys = dh * fp[FP_ASTAR + 1] + dk * fp[FP_BSTAR + 1] + dl * fp[FP_CSTAR + 1]
+    dzs = dh * fp[FP_ASTAR + 2] + dk * fp[FP_BSTAR + 2] + dl * fp[FP_CSTAR + 2]
+    rad_star_sqr = (dxs * dxs + dys * dys + dzs * dzs) * na * na * nb * nb * nc * nc
+    if shape == SHAPE_GAUSS:
+        return na * nb * nc * math.exp(-(rad_star_sqr / 0.63 * fudge))
+    # top hat
+    if rad_star_sqr * fudge < 0.3969:
+        return na * nb * nc * 1.0
+    return 0.0
+
+
+def nearest_structure_factor(h0, k0, l0, fhkl, ip, default_f):
+    """Structure factor of the nearest reciprocal-lattice point."""
+    if (
+        ip[IP_HKLS] != 0
+        and h0 <= ip[IP_H_MAX]
+        and h0 >= ip[IP_H_MIN]
+        and k0 <= ip[IP_K_MAX]
+        and k0 >= ip[IP_K_MIN]
+        and l0 <= ip[IP_L_MAX]
+        and l0 >= ip[IP_L_MIN]
+    ):
+        return fhkl[h0 - ip[IP_H_MIN], k0 - ip[IP_K_MIN], l0 - ip[IP_L_MIN]]
+    return default_f
+
+
+def interpolation_out_of_range(h, k, l, ip):
+    """True where the 4x4x4 interpolation stencil leaves the HKL grid."""
+    h_min = ip[IP_H_MIN]
+    k_min = ip[IP_K_MIN]
+    l_min = ip[IP_L_MIN]
+    h_range = ip[IP_H_MAX] - h_min + 1
+    k_range = ip[IP_K_MAX] - k_min + 1
+    l_range = ip[IP_L_MAX] - l_min + 1
+    return (
+        (h - h_min + 3) > h_range
+        or (h - 2) < h_min
+        or (k - k_min + 3) > k_range
+        or (k - 2) < k_min
+        or (l - l_min + 3) > l_range
+        or (l - 2) < l_min
+    )
+
+
+def lagrange4(x0, x1, x2, x3, y0, y1, y2, y3, x):
+    """Cubic Lagrange polynomial through four points, evaluated at ``x``."""
+    t0 = (x - x1) * (x - x2) * (x - x3) * y0 / ((x0 - x1) * (x0 - x2) * (x0 - x3))
+    t1 = (x - x0) * (x - x2) * (x - x3) * y1 / ((x1 - x0) * (x1 - x2) * (x1 - x3))
+    t2 = (x - x0) * (x - x1) * (x - x3) * y2 / ((x2 - x0) * (x2 - x1) * (x2 - x3))
+    t3 = (x - x0) * (x - x1) * (x - x2) * y3 / ((x3 - x0) * (x3 - x1) * (x3 - x2))
+    return t0 + t1 + t2 + t3
+
+
+def interpolate_along_l(fhkl, hi, ki, l0f, l_min, l):
+    """Cubic interpolation along ``l`` through the four grid points around ``l``.
+
+    ``hi``, ``ki`` are grid (offset) indices; ``l0f = floor(l)`` and ``l`` are
+    absolute Miller indices.
+    """
+    li = l0f - l_min
+    return lagrange4(
+        float(l0f - 1), float(l0f), float(l0f + 1), float(l0f + 2),
+        fhkl[hi, ki, li - 1], fhkl[hi, ki, li], fhkl[hi, ki, li + 1], fhkl[hi, ki, li + 2],
+        l,
+    )
+
+
+def interpolate_plane(fhkl, hi, k0f, l0f, k_min, l_min, k, l):
+    """Bicubic interpolation in the ``(k, l)`` plane of grid row ``hi``."""
+    ki = k0f - k_min
+    y0 = interpolate_along_l(fhkl, hi, ki - 1, l0f, l_min, l)
+    y1 = interpolate_along_l(fhkl, hi, ki, l0f, l_min, l)
+    y2 = interpolate_along_l(fhkl, hi, ki + 1, l0f, l_min, l)
+    y3 = interpolate_along_l(fhkl, hi, ki + 2, l0f, l_min, l)
+    return lagrange4(float(k0f - 1), float(k0f), float(k0f + 1), float(k0f + 2), y0, y1, y2, y3, k)
+
+
+def interpolated_structure_factor(h, k, l, fhkl, ip):
+    """Tricubic (Lagrange, tensor-product) interpolation of the structure factor.
+
+    The caller has checked that the 4x4x4 stencil lies inside the grid.
+    """
+    h0f = int(math.floor(h))
+    k0f = int(math.floor(k))
+    l0f = int(math.floor(l))
+    k_min = ip[IP_K_MIN]
+    l_min = ip[IP_L_MIN]
+    hi = h0f - ip[IP_H_MIN]
+    y0 = interpolate_plane(fhkl, hi - 1, k0f, l0f, k_min, l_min, k, l)
+    y1 = interpolate_plane(fhkl, hi, k0f, l0f, k_min, l_min, k, l)
+    y2 = interpolate_plane(fhkl, hi + 1, k0f, l0f, k_min, l_min, k, l)
+    y3 = interpolate_plane(fhkl, hi + 2, k0f, l0f, k_min, l_min, k, l)
+    return lagrange4(float(h0f - 1), float(h0f), float(h0f + 1), float(h0f + 2), y0, y1, y2, y3, h)
+
+
+def subpixel_position(fpixel, spixel, sub_f, sub_s, odet_depth, fp, ip):
+    """Laboratory position of a sub-pixel centre (metres from the sample)."""
+    oversample = ip[IP_OVERSAMPLE]
+    subpixel_size = fp[FP_SUBPIXEL_SIZE]
+    fdet = subpixel_size * (fpixel * oversample + sub_f) + subpixel_size / 2.0
+    sdet = subpixel_size * (spixel * oversample + sub_s) + subpixel_size / 2.0
+    px = fdet * fp[FP_FDET] + sdet * fp[FP_SDET] + odet_depth * fp[FP_ODET] + fp[FP_PIX0]
+    py = fdet * fp[FP_FDET + 1] + sdet * fp[FP_SDET + 1] + odet_depth * fp[FP_ODET + 1] + fp[FP_PIX0 + 1]
+    pz = fdet * fp[FP_FDET + 2] + sdet * fp[FP_SDET + 2] + odet_depth * fp[FP_ODET + 2] + fp[FP_PIX0 + 2]
+    if ip[IP_CURVED] != 0:
+        distance = fp[FP_DISTANCE]
+        vx = distance * fp[FP_BEAM]
+        vy = distance * fp[FP_BEAM + 1]
+        vz = distance * fp[FP_BEAM + 2]
+        # detector coordinates are read as arc lengths (C's convention)
+        nx, ny, nz = rotate_about_axis(
+            vx, vy, vz, fp[FP_SDET], fp[FP_SDET + 1], fp[FP_SDET + 2], py / distance
+        )
+        px, py, pz = rotate_about_axis(
+            nx, ny, nz, fp[FP_FDET], fp[FP_FDET + 1], fp[FP_FDET + 2], pz / distance
+        )
+    return px, py, pz
+
+
+def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
+                    first_pixel, interp_state, pass_kind):
+    """Render one detector pixel, in the C program's loop order.
+
+    Loops: detector layer -> sub-pixel (slow, fast) -> source -> phi step ->
+    mosaic domain.
+
+    Parameters
+    ----------
+    fpixel, spixel : int
+        Pixel indices (fast, slow).
+    fp, ip : ndarray
+        Float and integer run constants (see module docstring).
+    sources : ndarray, shape (n, 4)
+        Unit vectors from sample towards each source, and wavelength (m).
+    cells : ndarray, shape (phisteps, domains, 9)
+        Real-space cell vectors a, b, c (m) for each phi step and domain.
+    cells_first : ndarray, shape (phisteps, domains, 9)
+        Cell vectors for the very first phi sweep of the run (parity mode's
+        phi = 0 carry-over differs there; equal to ``cells`` otherwise).
+    fhkl : ndarray, shape (h, k, l)
+        Structure-factor grid.
+    first_pixel : bool
+        This pixel is the first rendered pixel of the run (raster order).
+    interp_state : int
+        ``INTERP_ON``, ``INTERP_SWITCH`` or ``INTERP_OFF`` (parity mode).
+    pass_kind : int
+        ``PASS_RENDER`` or ``PASS_FIND_OUT_OF_RANGE``.
+
+    Returns
+    -------
+    intensity : float
+        Sum of ``|F_cell F_latt|^2`` (with any per-sub-pixel weights).
+    polar, capture_fraction, omega_pixel : float
+        Corrections as held at the end of the loops.
+    omega_sum : float
+        Sum of the solid angles used (for the C statistics line).
+    out_of_range : int
+        1 if an interpolation stencil left the HKL grid in this pixel.
+    """
+    thicksteps = ip[IP_THICKSTEPS]
+    oversample = ip[IP_OVERSAMPLE]
+    n_sources = ip[IP_SOURCES]
+    phisteps = ip[IP_PHISTEPS]
+    domains = ip[IP_DOMAINS]
+    shape = ip[IP_SHAPE]
+    os_thick = ip[IP_OS_THICK] != 0
+    os_polar = ip[IP_OS_POLAR] != 0
+    os_omega = ip[IP_OS_OMEGA] != 0
+    weight_once = ip[IP_WEIGHT_ONCE] != 0
+    interp_parity = ip[IP_INTERP_PARITY] != 0
+    interpolate = ip[IP_INTERPOLATE] != 0
+    if interp_parity and interp_state == INTERP_OFF:
+        interpolate = False
+    pixel_size = fp[FP_PIXEL_SIZE]
+    close_distance = fp[FP_CLOSE_DISTANCE]
+    thickstep = fp[FP_THICKSTEP]
+    mu = fp[FP_MU]
+    dmin = fp[FP_DMIN]
+    kahn = fp[FP_KAHN]
+    default_f = fp[FP_DEFAULT_F]
+    water = fp[FP_WATER]
+    odx = fp[FP_ODET]
+    ody = fp[FP_ODET + 1]
+    odz = fp[FP_ODET + 2]
+
+    intensity = fp[FP_I_BG]
+    polar = 0.0
+    if ip[IP_NOPOLAR] != 0:
+        polar = 1.0
+    omega_pixel = 0.0
+    omega_sum = 0.0
+    capture_fraction = 0.0
+    fresh = first_pixel
+    out_of_range = 0
+
+    for thick_tic in range(thicksteps):
+        odet_depth = thick_tic * thickstep
+        capture_fraction = 0.0
+        if fp[FP_THICK] == 0.0:
+            capture_fraction = 1.0
+        for sub_s in range(oversample):
+            for sub_f in range(oversample):
+                px, py, pz = subpixel_position(fpixel, spixel, sub_f, sub_s, odet_depth, fp, ip)
+                airpath = math.sqrt(px * px + py * py + pz * pz)
+                dx = px / airpath
+                dy = py / airpath
+                dz = pz / airpath
+                if omega_pixel == 0.0 or os_omega:
+                    omega_pixel = pixel_size * pixel_size / airpath / airpath * close_distance / airpath
+                    if ip[IP_POINT_PIXEL] != 0:
+                        omega_pixel = 1.0 / airpath / airpath
+                omega_sum += omega_pixel
+                if capture_fraction == 0.0 or os_thick:
+                    parallax = dx * odx + dy * ody + dz * odz
+                    capture_fraction = math.exp(-thick_tic * thickstep * mu / parallax) - math.exp(
+                        -(thick_tic + 1) * thickstep * mu / parallax
+                    )
+                for source in range(n_sources):
+                    ix = -sources[source, 0]
+                    iy = -sources[source, 1]
+                    iz = -sources[source, 2]
+                    lam = sources[source, 3]
+                    sx = (dx - ix) / lam
+                    sy = (dy - iy) / lam
+                    sz = (dz - iz) / lam
+                    stol = 0.5 * math.sqrt(sx * sx + sy * sy + sz * sz)
+                    if dmin > 0.0 and stol > 0.0:
+                        if dmin > 0.5 / stol:
+                            continue
+                    if polar == 0.0 or os_polar:
+                        polar = polarization_factor(
+                            kahn, ix, iy, iz, dx, dy, dz,
+                            fp[FP_POLAR], fp[FP_POLAR + 1], fp[FP_POLAR + 2],
+                        )
+                        # C re-normalises the diffracted vector in place here
+                        dx, dy, dz = unit3(dx, dy, dz)
+                    for phi_tic in range(phisteps):
+                        for mos in range(domains):
+                            if fresh:
+                                ax = cells_first[phi_tic, mos, 0]
+                                ay = cells_first[phi_tic, mos, 1]
+                                az = cells_first[phi_tic, mos, 2]
+                                bx = cells_first[phi_tic, mos, 3]
+                                by = cells_first[phi_tic, mos, 4]
+                                bz = cells_first[phi_tic, mos, 5]
+                                cx = cells_first[phi_tic, mos, 6]
+                                cy = cells_first[phi_tic, mos, 7]
+                                cz = cells_first[phi_tic, mos, 8]
+                            else:
+                                ax = cells[phi_tic, mos, 0]
+                                ay = cells[phi_tic, mos, 1]
+                                az = cells[phi_tic, mos, 2]
+                                bx = cells[phi_tic, mos, 3]
+                                by = cells[phi_tic, mos, 4]
+                                bz = cells[phi_tic, mos, 5]
+                                cx = cells[phi_tic, mos, 6]
+                                cy = cells[phi_tic, mos, 7]
+                                cz = cells[phi_tic, mos, 8]
+                            h = ax * sx + ay * sy + az * sz
+                            k = bx * sx + by * sy + bz * sz
+                            l = cx * sx + cy * sy + cz * sz
+                            h0 = int(math.ceil(h - 0.5))
+                            k0 = int(math.ceil(k - 0.5))
+                            l0 = int(math.ceil(l - 0.5))
+                            f_latt = lattice_factor(shape, h, k, l, h0, k0, l0, fp)
+                            if f_latt == 0.0 and water == 0.0:
+                                continue
+                            if pass_kind == PASS_FIND_OUT_OF_RANGE:
+                                if interpolate and interpolation_out_of_range(h, k, l, ip):
+                                    return 0.0, 0.0, 0.0, 0.0, 0.0, 1
+                                continue
+                            if interpolate and interpolation_out_of_range(h, k, l, ip):
+                                out_of_range = 1
+                                if interp_parity:
+                                    # C switches interpolation off for good and,
+                                    # in the same evaluation, takes the nearest F
+                                    interpolate = False
+                                    f_cell = nearest_structure_factor(h0, k0, l0, fhkl, ip, default_f)
+                                else:
+                                    f_cell = default_f
+                            elif interpolate:
+                                f_cell = interpolated_structure_factor(h, k, l, fhkl, ip)
+                            else:
+                                f_cell = nearest_structure_factor(h0, k0, l0, fhkl, ip, default_f)
+                            contribution = f_cell * f_cell * f_latt * f_latt
+                            if weight_once:
+                                if os_thick:
+                                    contribution *= capture_fraction
+                                if os_polar:
+                                    contribution *= polar
+                                if os_omega:
+                                    contribution *= omega_pixel
+                                intensity += contribution
+                            else:
+                                intensity += contribution
+                                if os_thick:
+                                    intensity *= capture_fraction
+                                if os_polar:
+                                    intensity *= polar
+                                if os_omega:
+                                    intensity *= omega_pixel
+                    fresh = False
+    if pass_kind == PASS_FIND_OUT_OF_RANGE:
+        return 0.0, 0.0, 0.0, 0.0, 0.0, 0
+    return intensity, polar, capture_fraction, omega_pixel, omega_sum, out_of_range
+
+
+def render_pixel(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
+                 first_pixel, interp_state, scale):
+    """Photons recorded by one pixel: the intensity loop, then the corrections
+    that are applied once per pixel.
+
+    ``scale`` is ``r_e^2 * fluence / steps``.  Corrections not applied per
+    sub-pixel use the values held at the end of the loops, as C does (the
+    solid angle and polarization of the first sub-pixel, the capture fraction
+    of the last detector layer).
+
+    Returns
+    -------
+    value, omega_sum, out_of_range
+        See :func:`pixel_intensity`.
+    """
+    intensity, polar, capture_fraction, omega_pixel, omega_sum, oor = pixel_intensity(
+        fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
+        first_pixel, interp_state, PASS_RENDER,
+    )
+    value = scale * intensity
+    if ip[IP_OS_THICK] == 0:
+        value *= capture_fraction
+    if ip[IP_OS_POLAR] == 0:
+        value *= polar
+    if ip[IP_OS_OMEGA] == 0:
+        value *= omega_pixel
+    return value, omega_sum, oor
+
+
+def pixel_out_of_range(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl, first_pixel):
+    """1 if any interpolation stencil of this pixel leaves the HKL grid."""
+    result = pixel_intensity(
+        fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
+        first_pixel, INTERP_ON, PASS_FIND_OUT_OF_RANGE,
+    )
+    return result[5]
