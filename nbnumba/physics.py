@@ -538,3 +538,51 @@ def pixel_out_of_range(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl
         first_pixel, INTERP_ON, PASS_FIND_OUT_OF_RANGE,
     )
     return result[5]
+
+
+def render_raster_pixel(idx, fp, ip, sources, cells, cells_first, fhkl, mask,
+                        first_index, interp_stop, scale):
+    """Render pixel ``idx`` (raster order) if it is inside the ROI and mask.
+
+    This is the whole body of both kernels: the CPU kernel calls it from a
+    ``prange`` loop, the CUDA kernel from one thread per pixel.
+
+    Returns
+    -------
+    rendered : int
+        1 if the pixel was rendered.
+    value, omega_sum, out_of_range
+        See :func:`render_pixel`.
+    """
+    fpixels = ip[IP_FPIXELS]
+    spixel = idx // fpixels
+    fpixel = idx - spixel * fpixels
+    if (fpixel < ip[IP_ROI_XMIN] or fpixel > ip[IP_ROI_XMAX]
+            or spixel < ip[IP_ROI_YMIN] or spixel > ip[IP_ROI_YMAX]):
+        return 0, 0.0, 0.0, 0
+    if ip[IP_HAS_MASK] != 0 and mask[idx] == 0:
+        return 0, 0.0, 0.0, 0
+    state = INTERP_ON
+    if idx == interp_stop:
+        state = INTERP_SWITCH
+    elif idx > interp_stop:
+        state = INTERP_OFF
+    value, omega_sum, oor = render_pixel(
+        fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
+        idx == first_index, state, scale,
+    )
+    return 1, value, omega_sum, oor
+
+
+def raster_pixel_out_of_range(idx, fp, ip, sources, cells, cells_first, fhkl, mask, first_index):
+    """1 if pixel ``idx`` is rendered and an interpolation stencil leaves the grid."""
+    fpixels = ip[IP_FPIXELS]
+    spixel = idx // fpixels
+    fpixel = idx - spixel * fpixels
+    if (fpixel < ip[IP_ROI_XMIN] or fpixel > ip[IP_ROI_XMAX]
+            or spixel < ip[IP_ROI_YMIN] or spixel > ip[IP_ROI_YMAX]):
+        return 0
+    if ip[IP_HAS_MASK] != 0 and mask[idx] == 0:
+        return 0
+    return pixel_out_of_range(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
+                              idx == first_index)

@@ -178,7 +178,9 @@ def test_read_smv_big_header_and_byte_swap(tmp_path):
 
 def test_read_smv_detector_dimensions(tmp_path):
     data = np.arange(9, dtype=np.uint16).reshape(3, 3)
-    blob = _custom_smv(512, "little_endian", data).replace(b"SIZE1=3;\nSIZE2=3;", b"DETECTOR_DIMENSIONS=3;")
+    blob = _custom_smv(512, "little_endian", data)
+    head = blob[:512].replace(b"SIZE1=3;\nSIZE2=3;", b"DETECTOR_DIMENSIONS=3;")[:512]
+    blob = head + blob[512:]
     path = tmp_path / "dd.img"
     path.write_bytes(blob)
     assert np.array_equal(read_smv(path)[2], data)

@@ -20,6 +20,7 @@ that the file holds all the pixels, and by default it honours a big-endian
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass, fields
@@ -326,7 +327,7 @@ def read_smv(path, swap_bytes: bool = True) -> tuple[str, dict[str, str], np.nda
 
     header_text = text_of(SMV_HEADER_BYTES)
     if not header_text.startswith(_MAGIC):
-        raise InputFileError(f"{fname}: does not look like an ADSC/SMV frame (header must start with '{{\\nHEADER_BYTES=')")
+        raise InputFileError(f"{fname}: does not look like an ADSC/SMV frame (no '{{' + HEADER_BYTES= at the start)")
     header_bytes = _as_int(smv_value(header_text, "HEADER_BYTES"), "HEADER_BYTES", fname)
     if header_bytes <= 0:
         raise InputFileError(f"{fname}: invalid HEADER_BYTES={header_bytes}")
@@ -343,11 +344,16 @@ def read_smv(path, swap_bytes: bool = True) -> tuple[str, dict[str, str], np.nda
     order = header_text[pos + len(marker) : pos + len(marker) + 10] if pos >= 0 else "little_end"
     big_endian = order != "little_end"
 
-    width = _as_int(smv_value(header_text, "SIZE1"), "SIZE1", fname)
-    height = _as_int(smv_value(header_text, "SIZE2"), "SIZE2", fname)
-    if width == 0:
-        dim = _as_int(smv_value(header_text, "DETECTOR_DIMENSIONS"), "SIZE1 or DETECTOR_DIMENSIONS", fname)
+    width_value = smv_value(header_text, "SIZE1")
+    if width_value == 0.0 or math.isnan(width_value):
+        # C falls back to DETECTOR_DIMENSIONS when SIZE1 reads as 0 (a missing
+        # SIZE1 gives C an undefined size; here it takes the same fallback).
+        dim_value = smv_value(header_text, "DETECTOR_DIMENSIONS")
+        dim = _as_int(dim_value, "SIZE1 or DETECTOR_DIMENSIONS", fname)
         width = height = dim
+    else:
+        width = _as_int(width_value, "SIZE1", fname)
+        height = _as_int(smv_value(header_text, "SIZE2"), "SIZE2", fname)
     if width <= 0 or height <= 0:
         raise InputFileError(f"{fname}: invalid image size SIZE1={width} SIZE2={height}")
 

@@ -1,0 +1,112 @@
+"""CUDA kernels: one thread per pixel around the shared physics.
+
+The per-pixel body is :func:`nbnumba.physics.render_raster_pixel`, compiled
+as a CUDA device function by :func:`nbnumba.compile.cuda_functions` -- the
+same source the CPU kernel compiles.  Large detectors are rendered in tiles
+of whole pixel runs so device memory stays bounded; the output does not
+depend on the tiling.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import cuda
+
+from ..compile import cuda_functions
+
+THREADS_PER_BLOCK = 128
+DEFAULT_TILE_PIXELS = 1 << 22  # about 4 million pixels, 64 MB of outputs
+
+
+_render_raster_pixel = None
+_raster_pixel_out_of_range = None
+
+
+@cuda.jit
+def render_tile(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
+                interp_stop, scale, start, image, omega):
+    """One thread per pixel of the tile starting at raster index ``start``."""
+    t = cuda.grid(1)
+    if t >= image.size:
+        return
+    rendered, value, omega_sum, oor = _render_raster_pixel(
+        start + t, fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
+        interp_stop, scale,
+    )
+    if rendered:
+        image[t] = value
+        omega[t] = omega_sum
+
+
+@cuda.jit
+def out_of_range_tile(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
+                      start, flags):
+    """Flag the tile's pixels whose interpolation stencil leaves the grid."""
+    t = cuda.grid(1)
+    if t >= flags.size:
+        return
+    flags[t] = _raster_pixel_out_of_range(
+        start + t, fp, ip, sources, cells, cells_first, fhkl, mask, first_index
+    )
+
+
+@functools.cache
+def _kernels():
+    # bind the device functions before the kernels are first compiled
+    global _render_raster_pixel, _raster_pixel_out_of_range
+    phys = cuda_functions()
+    _render_raster_pixel = phys.render_raster_pixel
+    _raster_pixel_out_of_range = phys.raster_pixel_out_of_range
+    return render_tile, out_of_range_tile
+
+
+def render_cuda(prep, dtype: str = "float64", tile_pixels: int | None = None, progress=None,
+                threads_per_block: int = THREADS_PER_BLOCK):
+    """Render a prepared run on the GPU.
+
+    Returns flat float64 ``image`` and ``omega`` arrays (raster order).
+    """
+    render_tile, out_of_range_tile = _kernels()
+    ft = np.float64 if dtype == "float64" else np.float32
+    n = prep.fpixels * prep.spixels
+    tile = int(tile_pixels or DEFAULT_TILE_PIXELS)
+    tile = max(1, min(tile, n))
+    d_fp = cuda.to_device(prep.fp.astype(ft))
+    d_ip = cuda.to_device(prep.ip)
+    d_sources = cuda.to_device(prep.sources.astype(ft))
+    d_cells = cuda.to_device(prep.cells.astype(ft))
+    d_cells_first = cuda.to_device(prep.cells_first.astype(ft))
+    d_fhkl = cuda.to_device(prep.fhkl.astype(ft))
+    d_mask = cuda.to_device(prep.mask)
+    first = prep.first_pixel_index
+    consts = (d_fp, d_ip, d_sources, d_cells, d_cells_first, d_fhkl, d_mask, first)
+
+    interp_stop = n
+    from .. import physics
+
+    if prep.config.mode == "parity" and prep.ip[physics.IP_INTERPOLATE]:
+        for start in range(0, n, tile):
+            count = min(tile, n - start)
+            d_flags = cuda.device_array(count, dtype=np.int8)
+            blocks = (count + threads_per_block - 1) // threads_per_block
+            out_of_range_tile[blocks, threads_per_block](*consts, start, d_flags)
+            hits = np.flatnonzero(d_flags.copy_to_host())
+            if hits.size:
+                interp_stop = start + int(hits[0])
+                break
+
+    image = np.zeros(n, dtype=np.float64)
+    omega = np.zeros(n, dtype=np.float64)
+    for start in range(0, n, tile):
+        count = min(tile, n - start)
+        d_image = cuda.to_device(np.zeros(count, dtype=ft))
+        d_omega = cuda.to_device(np.zeros(count, dtype=ft))
+        blocks = (count + threads_per_block - 1) // threads_per_block
+        render_tile[blocks, threads_per_block](*consts, interp_stop, prep.scale, start, d_image, d_omega)
+        image[start:start + count] = d_image.copy_to_host()
+        omega[start:start + count] = d_omega.copy_to_host()
+        if progress is not None:
+            progress((start + count) / n)
+    return image, omega
