@@ -116,7 +116,7 @@ def test_mosflm_matrix_ignores_trailer(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "line"),
-    [("1 2 3\n4 5 6\n7 8\n", 4), ("1 2 3\n4 x 6\n7 8 9\n", 2), ("", 1)],
+    [("1 2 3\n4 5 6\n7 8\n", 3), ("1 2 3\n4 x 6\n7 8 9\n", 2), ("", 1)],
 )
 def test_mosflm_matrix_malformed(tmp_path, content, line):
     path = tmp_path / "bad.mat"

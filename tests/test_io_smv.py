@@ -99,9 +99,7 @@ def test_overlong_header_written_unpadded_like_c(tmp_path):
     end = raw.index(b"}\f") + 2
     assert end > SMV_HEADER_BYTES
     text = raw[:end].decode("ascii")
-    d = dict(
-        line.rstrip(";").split("=", 1) for line in text.strip("{}\f\n").splitlines() if "=" in line
-    )
+    d = dict(line.rstrip(";").split("=", 1) for line in text.strip("{}\f\n").splitlines() if "=" in line)
     data = np.frombuffer(raw, dtype="<u2", offset=end).reshape(int(d["SIZE2"]), int(d["SIZE1"]))
     out = tmp_path / "big.img"
     with pytest.warns(UserWarning, match="unpadded"):

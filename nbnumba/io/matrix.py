@@ -61,8 +61,11 @@ def read_mosflm_matrix(path) -> np.ndarray:
         m = _TOKEN.match(text, pos)
         if m is None:
             where = _SKIP_WS.match(text, pos).end()
-            line = text.count("\n", 0, where) + 1
             got = text[where:].split("\n", 1)[0].strip()
+            if not got:
+                # End of file: point at the last line that has any content.
+                where = len(text.rstrip())
+            line = text.count("\n", 0, where) + 1
             found = f"found {got!r}" if got else "found end of file"
             raise InputFileError(
                 f"{fname}, line {line}: expected 9 numbers (3 rows of a*, b*, c* components), "
