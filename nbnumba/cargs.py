@@ -434,6 +434,8 @@ def interpret(parsed: Parsed, mode: str, base: SimConfig | None = None):
         cfg.misset_random = True
     elif st.misset_flag > 0.0:
         cfg.misset = tuple(st.misset)
+    if parsed.has("-exact"):
+        cfg.exact_math = True
     for name in ("-backend", "-dtype", "-nthreads"):
         vals = parsed.last(name)
         if vals is not None:

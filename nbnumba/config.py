@@ -49,6 +49,9 @@ class SimConfig:
     """
 
     mode: str = "spec"
+    # evaluate sin(N x)/sin(x) exactly as C does (bit-identical CPU output);
+    # the default reduced form agrees with it to rounding and is faster
+    exact_math: bool = False
 
     # ---- crystal
     cell_angstrom: Optional[tuple] = None  # (a, b, c) Angstrom; None: no -cell

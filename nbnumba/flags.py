@@ -183,6 +183,7 @@ FLAGS: list[Flag] = [
     _f("-backend", 1, "choice", "cpu (default), cuda or auto", choices=("cpu", "cuda", "auto"), group=G_RUN),
     _f("-dtype", 1, "choice", "float64 (default) or float32 (spec mode only)", choices=("float64", "float32"), group=G_RUN),
     _f("-nthreads", 1, "int", "CPU threads (default: all)", group=G_RUN),
+    _f("-exact", 0, "none", "evaluate the lattice factor with C's own formula: bit-identical to C on the CPU, slower", group=G_RUN),
 ]
 
 BY_NAME: dict[str, Flag] = {}

@@ -80,7 +80,8 @@ IP_ROI_YMAX = 25
 IP_HAS_MASK = 26
 IP_WEIGHT_ONCE = 27  # 1: spec (weight each contribution), 0: C running-sum product
 IP_INTERP_PARITY = 28  # 1: out-of-range switches interpolation off for good
-IP_SIZE = 29
+IP_EXACT_SINCG = 29  # 1: sin(N x)/sin(x) exactly as C evaluates it
+IP_SIZE = 30
 
 # crystal shapes
 SHAPE_SQUARE = 0
@@ -139,6 +140,32 @@ def sincg(x, n):
     return math.sin(x * n) / math.sin(x)
 
 
+def sincg_reduced(h, h0, n):
+    """``sincg(pi h, n)`` for integer ``n``, from the offset to the nearest integer.
+
+    With ``h = h0 + d`` and ``n`` an integer, ``sin(n pi h) / sin(pi h)``
+    equals ``(-1)**((n-1) h0) * U_{n-1}(cos(pi d))``, where ``U`` is the
+    Chebyshev polynomial of the second kind, evaluated by its three-term
+    recurrence.  One cosine of a small argument replaces two sines of large
+    ones and a division; the result agrees with the direct formula to
+    rounding (it is more accurate than it for large ``h``).
+    """
+    c = math.cos(math.pi * (h - h0))
+    two_c = 2.0 * c
+    u_prev = 1.0
+    u = two_c
+    m = int(n)
+    if m == 1:
+        u = 1.0
+    for _ in range(m - 2):
+        u_next = two_c * u - u_prev
+        u_prev = u
+        u = u_next
+    if (m - 1) * h0 % 2 != 0:
+        return -u
+    return u
+
+
 def sinc3(x):
     """Fourier transform of a uniform sphere, normalised to 1 at ``x = 0``."""
     if x == 0.0:
@@ -170,10 +197,12 @@ def polarization_factor(kahn, ix, iy, iz, dx, dy, dz, px, py, pz):
     return 0.5 * (1.0 + cos2theta_sqr - kahn * math.cos(2 * psi) * sin2theta_sqr)
 
 
-def lattice_factor(shape, h, k, l, h0, k0, l0, fp):
+def lattice_factor(shape, h, k, l, h0, k0, l0, fp, exact):
     """Amplitude of the crystal-shape transform at fractional ``(h, k, l)``.
 
-    ``(h0, k0, l0)`` is the nearest reciprocal-lattice point.
+    ``(h0, k0, l0)`` is the nearest reciprocal-lattice point.  ``exact``
+    evaluates the square-crystal factor with C's formula (bit-identical);
+    otherwise :func:`sincg_reduced` is used (needs integer cell counts).
     """
     na = fp[FP_NA]
     nb = fp[FP_NB]
@@ -181,12 +210,20 @@ def lattice_factor(shape, h, k, l, h0, k0, l0, fp):
     fudge = fp[FP_FUDGE]
     f_latt = 1.0
     if shape == SHAPE_SQUARE:
-        if na > 1:
-            f_latt *= sincg(math.pi * h, na)
-        if nb > 1:
-            f_latt *= sincg(math.pi * k, nb)
-        if nc > 1:
-            f_latt *= sincg(math.pi * l, nc)
+        if exact:
+            if na > 1:
+                f_latt *= sincg(math.pi * h, na)
+            if nb > 1:
+                f_latt *= sincg(math.pi * k, nb)
+            if nc > 1:
+                f_latt *= sincg(math.pi * l, nc)
+        else:
+            if na > 1:
+                f_latt *= sincg_reduced(h, h0, na)
+            if nb > 1:
+                f_latt *= sincg_reduced(k, k0, nb)
+            if nc > 1:
+                f_latt *= sincg_reduced(l, l0, nc)
         return f_latt
     dh = h - h0
     dk = k - k0
@@ -366,6 +403,7 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
     weight_once = ip[IP_WEIGHT_ONCE] != 0
     interp_parity = ip[IP_INTERP_PARITY] != 0
     interpolate = ip[IP_INTERPOLATE] != 0
+    exact_sincg = ip[IP_EXACT_SINCG] != 0
     if interp_parity and interp_state == INTERP_OFF:
         interpolate = False
     pixel_size = fp[FP_PIXEL_SIZE]
@@ -459,7 +497,7 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                             h0 = int(math.ceil(h - 0.5))
                             k0 = int(math.ceil(k - 0.5))
                             l0 = int(math.ceil(l - 0.5))
-                            f_latt = lattice_factor(shape, h, k, l, h0, k0, l0, fp)
+                            f_latt = lattice_factor(shape, h, k, l, h0, k0, l0, fp, exact_sincg)
                             if f_latt == 0.0 and water == 0.0:
                                 continue
                             if pass_kind == PASS_FIND_OUT_OF_RANGE:

@@ -566,6 +566,8 @@ def prepare(config: SimConfig) -> Prepared:
     ip[P.IP_HAS_MASK] = int(c.mask is not None)
     ip[P.IP_WEIGHT_ONCE] = 0 if parity else 1
     ip[P.IP_INTERP_PARITY] = 1 if parity else 0
+    integer_cells = all(float(v).is_integer() for v in (Na, Nb, Nc))
+    ip[P.IP_EXACT_SINCG] = 1 if (c.exact_math or not integer_cells) else 0
 
     if c.mask is not None:
         mask = np.ascontiguousarray(c.mask, dtype=np.uint16).reshape(-1)
