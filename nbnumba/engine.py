@@ -127,20 +127,17 @@ def simulate(config: SimConfig, backend: str = "cpu", dtype: str = "float64",
             hits = np.flatnonzero(oor)
             if hits.size:
                 interp_stop = int(hits[0])
-        image = np.zeros(n, dtype=np.float64)
-        omega = np.zeros(n, dtype=np.float64)
-        oor = np.zeros(n, dtype=np.int8)
-        kern.render_image_cpu(*args, prep.first_pixel_index, interp_stop, prep.scale,
-                              image, omega, oor)
+        image = np.zeros(n, dtype=np.float32)
+        omega_total = kern.render_image_cpu(*args, prep.first_pixel_index, interp_stop, prep.scale, image)
     else:
         from .kernels import cuda as kern
 
-        image, omega = kern.render_cuda(prep, dtype=dtype, tile_pixels=tile_pixels,
-                                        progress=progress)
+        image, omega_total = kern.render_cuda(prep, dtype=dtype, tile_pixels=tile_pixels,
+                                              progress=progress)
     t2 = time.perf_counter()
-    image32 = image.astype(np.float32)
-    stats = statistics(prep, image32, omega)
-    return SimResult(image=image32.reshape(prep.spixels, prep.fpixels), stats=stats,
+    image = image.reshape(prep.spixels, prep.fpixels)
+    stats = statistics(prep, image, omega_total)
+    return SimResult(image=image, stats=stats,
                      prepared=prep, backend=backend,
                      timings={"prepare_s": t1 - t0, "kernel_s": t2 - t1})
 
@@ -159,57 +156,68 @@ def _kernel_arrays(prep: Prepared, dtype: str):
     )
 
 
-def rendered_mask(prep: Prepared) -> np.ndarray:
-    """Boolean (flat) mask of the pixels C renders: inside the ROI, mask != 0."""
-    f, s = prep.fpixels, prep.spixels
+def roi_slices(prep: Prepared) -> tuple[slice, slice]:
+    """(slow, fast) slices of the ROI rectangle (C's inclusive bounds)."""
     xmin, xmax, ymin, ymax = prep.roi
-    fi = np.arange(f)
-    si = np.arange(s)
-    in_roi = ((si[:, None] >= ymin) & (si[:, None] <= ymax)) & ((fi[None, :] >= xmin) & (fi[None, :] <= xmax))
-    out = in_roi.reshape(-1)
-    if prep.config.mask is not None:
-        out = out & (prep.mask != 0)
-    return out
+    return (slice(max(ymin, 0), max(min(ymax, prep.spixels - 1) + 1, 0)),
+            slice(max(xmin, 0), max(min(xmax, prep.fpixels - 1) + 1, 0)))
 
 
 def roi_mask(prep: Prepared) -> np.ndarray:
-    """Boolean (flat) mask of the ROI alone."""
-    f, s = prep.fpixels, prep.spixels
-    xmin, xmax, ymin, ymax = prep.roi
-    fi = np.arange(f)
-    si = np.arange(s)
-    return (((si[:, None] >= ymin) & (si[:, None] <= ymax))
-            & ((fi[None, :] >= xmin) & (fi[None, :] <= xmax))).reshape(-1)
+    """Boolean (flat) mask of the ROI."""
+    out = np.zeros((prep.spixels, prep.fpixels), dtype=bool)
+    out[roi_slices(prep)] = True
+    return out.reshape(-1)
 
 
-def statistics(prep: Prepared, image32: np.ndarray, omega: np.ndarray) -> Statistics:
-    """Compute C's statistics from the float image."""
-    rendered = rendered_mask(prep)
-    vals = image32.astype(np.float64)[rendered]
-    idx = np.flatnonzero(rendered)
+def rendered_mask(prep: Prepared) -> np.ndarray:
+    """Boolean (flat) mask of the pixels C renders: inside the ROI, mask != 0."""
+    out = roi_mask(prep)
+    if prep.config.mask is not None:
+        out &= prep.mask != 0
+    return out
+
+
+def statistics(prep: Prepared, image: np.ndarray, omega_total: float) -> Statistics:
+    """C's statistics from the float32 image, shape (spixels, fpixels).
+
+    Sums are taken in float64 (numpy's pairwise summation; C sums in raster
+    order, which agrees to the printed precision).
+    """
+    sl = roi_slices(prep)
+    roi = image[sl]
+    if prep.config.mask is not None:
+        keep = prep.mask.reshape(prep.spixels, prep.fpixels)[sl] != 0
+        vals = roi[keep]
+    else:
+        keep = None
+        vals = roi.reshape(-1)
+    sumn = int(vals.size)
     max_I = 0.0
     max_x = max_y = 0.0
-    if vals.size and vals.max() > 0.0:
+    if sumn:
         k = int(np.argmax(vals))
-        max_I = float(vals[k])
-        pix = int(idx[k])
-        spixel, fpixel = divmod(pix, prep.fpixels)
-        os_ = prep.info["oversample"]
-        sub = prep.info["pixel_size"] / os_
-        max_x = sub * (fpixel * os_ + os_ - 1) + sub / 2.0
-        max_y = sub * (spixel * os_ + os_ - 1) + sub / 2.0
-    sumn = vals.size
-    total = float(math.fsum(vals))
-    sumsqr = float(math.fsum(vals * vals))
+        if float(vals[k]) > 0.0:
+            max_I = float(vals[k])
+            if keep is None:
+                r, col = divmod(k, roi.shape[1])
+            else:
+                r, col = np.argwhere(keep)[k]
+            spixel, fpixel = sl[0].start + int(r), sl[1].start + int(col)
+            os_ = prep.info["oversample"]
+            sub = prep.info["pixel_size"] / os_
+            max_x = sub * (fpixel * os_ + os_ - 1) + sub / 2.0
+            max_y = sub * (spixel * os_ + os_ - 1) + sub / 2.0
+    total = float(np.sum(vals, dtype=np.float64))
+    sumsqr = float(np.sum(np.square(vals, dtype=np.float64)))
     avg = total / (sumn if sumn > 0 else 1)
     rms = math.sqrt(sumsqr / ((sumn if sumn > 1 else 2) - 1))
-    roi_vals = image32.astype(np.float64)[roi_mask(prep)]
-    n_roi = roi_vals.size
-    dev = roi_vals - avg
-    rmsd = math.sqrt(float(math.fsum(dev * dev)) / ((n_roi if n_roi > 1 else 2) - 1))
-    omega_sum = float(math.fsum(omega[rendered])) / prep.steps
+    # C's deviation loop covers the whole ROI, masked pixels included
+    n_roi = roi.size
+    dev = float(np.sum(np.square(roi.astype(np.float64) - avg)))
+    rmsd = math.sqrt(dev / ((n_roi if n_roi > 1 else 2) - 1))
     return Statistics(max_I=max_I, max_I_x=max_x, max_I_y=max_y, mean=avg, rms=rms, rmsd=rmsd,
-                      omega_sum=omega_sum, rendered=int(sumn))
+                      omega_sum=float(omega_total) / prep.steps, rendered=sumn)
 
 
 def default_threads() -> int:

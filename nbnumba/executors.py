@@ -125,6 +125,7 @@ class DaskExecutor(Executor):
         elif address is None:
             cluster_kwargs.setdefault("threads_per_worker", 1)
             cluster_kwargs.setdefault("processes", True)
+            cluster_kwargs.setdefault("dashboard_address", ":0")  # any free port
             self.client = distributed.Client(**cluster_kwargs)
             self._owned = True
         else:

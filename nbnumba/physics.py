@@ -140,28 +140,47 @@ def sincg(x, n):
     return math.sin(x * n) / math.sin(x)
 
 
+def sinpi_small(t):
+    """``sin(pi t)`` for ``|t| <= 1/2`` by its Taylor series (Horner form).
+
+    Twelve terms reach full double precision on that interval; inline
+    arithmetic instead of a library call, on both backends.
+    """
+    x2 = t * t
+    p = -1.0518471716932064455e-11
+    p = p * x2 + 5.3926646626081284894e-10
+    p = p * x2 - 2.294842899726987311e-8
+    p = p * x2 + 7.9520540014755127848e-7
+    p = p * x2 - 0.000021915353447830215827
+    p = p * x2 + 0.00046630280576761256442
+    p = p * x2 - 0.0073704309457143507773
+    p = p * x2 + 0.082145886611128228799
+    p = p * x2 - 0.59926452932079207689
+    p = p * x2 + 2.5501640398773454439
+    p = p * x2 - 5.1677127800499700292
+    p = p * x2 + 3.1415926535897932385
+    return t * p
+
+
 def sincg_reduced(h, h0, n):
     """``sincg(pi h, n)`` for integer ``n``, from the offset to the nearest integer.
 
-    With ``h = h0 + d`` and ``n`` an integer, ``sin(n pi h) / sin(pi h)``
-    equals ``(-1)**((n-1) h0) * U_{n-1}(cos(pi d))``, where ``U`` is the
-    Chebyshev polynomial of the second kind, evaluated by its three-term
-    recurrence.  One cosine of a small argument replaces two sines of large
-    ones and a division; the result agrees with the direct formula to
-    rounding (it is more accurate than it for large ``h``).
+    With ``h = h0 + d`` (``|d| <= 1/2``), ``n d = m + f`` (``|f| <= 1/2``) and
+    ``n`` an integer, ``sin(n pi h) / sin(pi h)`` equals
+    ``(-1)**((n-1) h0 + m) * sin(pi f) / sin(pi d)``: both sines take arguments
+    within ``[-pi/2, pi/2]`` and are evaluated inline by :func:`sinpi_small`.
+    The result agrees with C's direct formula to rounding (and is more
+    accurate than it for large ``h``, where ``pi h`` loses digits).
     """
-    c = math.cos(math.pi * (h - h0))
-    two_c = 2.0 * c
-    u_prev = 1.0
-    u = two_c
-    m = int(n)
-    if m == 1:
-        u = 1.0
-    for _ in range(m - 2):
-        u_next = two_c * u - u_prev
-        u_prev = u
-        u = u_next
-    if (m - 1) * h0 % 2 != 0:
+    d = h - h0
+    if d == 0.0:
+        u = n
+        m = 0
+    else:
+        nd = n * d
+        m = int(math.floor(nd + 0.5))
+        u = sinpi_small(nd - m) / sinpi_small(d)
+    if ((int(n) - 1) * h0 + m) % 2 != 0:
         return -u
     return u
 
@@ -404,6 +423,9 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
     interp_parity = ip[IP_INTERP_PARITY] != 0
     interpolate = ip[IP_INTERPOLATE] != 0
     exact_sincg = ip[IP_EXACT_SINCG] != 0
+    # C multiplies the running sum by per-sub-pixel factors even for a zero
+    # contribution, so zero structure factors can only be skipped otherwise
+    skip_zero_f = weight_once or not (os_thick or os_polar or os_omega)
     if interp_parity and interp_state == INTERP_OFF:
         interpolate = False
     pixel_size = fp[FP_PIXEL_SIZE]
@@ -497,6 +519,10 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                             h0 = int(math.ceil(h - 0.5))
                             k0 = int(math.ceil(k - 0.5))
                             l0 = int(math.ceil(l - 0.5))
+                            if skip_zero_f and not interpolate and pass_kind == PASS_RENDER:
+                                # a zero structure factor adds nothing: skip the lattice factor
+                                if nearest_structure_factor(h0, k0, l0, fhkl, ip, default_f) == 0.0:
+                                    continue
                             f_latt = lattice_factor(shape, h, k, l, h0, k0, l0, fp, exact_sincg)
                             if f_latt == 0.0 and water == 0.0:
                                 continue

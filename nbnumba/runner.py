@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from .cargs import RunOptions, config_from_args
-from .engine import SimResult, roi_mask, simulate
+from .engine import SimResult, simulate
 from .errors import OutputFileError
 from .io.cfmt import c_g
 
@@ -61,16 +61,20 @@ def smv_header_values(result: SimResult) -> dict:
 
 def int_image(result: SimResult, scale: float, adc: float) -> np.ndarray:
     """Noiseless SMV pixels: ``floor(v * scale + adc + 0.5)`` clipped, ROI only."""
+    from .engine import roi_slices
+
     prep = result.prepared
-    flat = result.image.reshape(-1).astype(np.float64)
-    test = flat * scale + adc
-    test = np.clip(test, 0.0, 65535.0)
+    sl = roi_slices(prep)
+    test = result.image[sl].astype(np.float64)
+    test *= scale
+    test += adc
+    np.clip(test, 0.0, 65535.0, out=test)
+    test += 0.5
     # C rounds with floorf, i.e. after converting to single precision
-    vals = np.floor((test + 0.5).astype(np.float32)).astype(np.uint16)
-    out = np.zeros(flat.size, dtype=np.uint16)
-    roi = roi_mask(prep)
-    out[roi] = vals[roi]
-    return out.reshape(prep.spixels, prep.fpixels)
+    rounded = np.floor(test.astype(np.float32))
+    out = np.zeros((prep.spixels, prep.fpixels), dtype=np.uint16)
+    out[sl] = rounded.astype(np.uint16)
+    return out
 
 
 def run_nanobragg(argv, out=None, mode: str | None = None) -> int:

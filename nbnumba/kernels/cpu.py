@@ -16,16 +16,20 @@ raster_pixel_out_of_range = _phys.raster_pixel_out_of_range
 
 @njit(parallel=True, cache=True)
 def render_image_cpu(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
-                     interp_stop, scale, image, omega, out_of_range):
-    """Render pixels ``0 .. image.size-1`` (raster order) into flat arrays."""
+                     interp_stop, scale, image):
+    """Render pixels ``0 .. image.size-1`` (raster order) into the flat float32 ``image``.
+
+    Returns the summed solid angle of the rendered sub-pixels (C's statistic).
+    """
+    omega_total = 0.0
     for idx in prange(image.size):
         rendered, value, omega_sum, oor = render_raster_pixel(
             idx, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale
         )
         if rendered:
             image[idx] = value
-            omega[idx] = omega_sum
-            out_of_range[idx] = oor
+            omega_total += omega_sum
+    return omega_total
 
 
 @njit(parallel=True, cache=True)

@@ -66,7 +66,8 @@ def render_cuda(prep, dtype: str = "float64", tile_pixels: int | None = None, pr
                 threads_per_block: int = THREADS_PER_BLOCK):
     """Render a prepared run on the GPU.
 
-    Returns flat float64 ``image`` and ``omega`` arrays (raster order).
+    Returns the flat float32 ``image`` (raster order) and the summed solid
+    angle of the rendered sub-pixels.
     """
     render_tile, out_of_range_tile = _kernels()
     ft = np.float64 if dtype == "float64" else np.float32
@@ -97,16 +98,20 @@ def render_cuda(prep, dtype: str = "float64", tile_pixels: int | None = None, pr
                 interp_stop = start + int(hits[0])
                 break
 
-    image = np.zeros(n, dtype=np.float64)
-    omega = np.zeros(n, dtype=np.float64)
+    image = np.zeros(n, dtype=np.float32)
+    omega_total = 0.0
+    d_image = cuda.device_array(tile, dtype=np.float32)
+    d_omega = cuda.device_array(tile, dtype=ft)
     for start in range(0, n, tile):
         count = min(tile, n - start)
-        d_image = cuda.to_device(np.zeros(count, dtype=ft))
-        d_omega = cuda.to_device(np.zeros(count, dtype=ft))
+        img_view = d_image[:count]
+        om_view = d_omega[:count]
+        img_view[:] = 0
+        om_view[:] = 0
         blocks = (count + threads_per_block - 1) // threads_per_block
-        render_tile[blocks, threads_per_block](*consts, interp_stop, prep.scale, start, d_image, d_omega)
-        image[start:start + count] = d_image.copy_to_host()
-        omega[start:start + count] = d_omega.copy_to_host()
+        render_tile[blocks, threads_per_block](*consts, interp_stop, prep.scale, start, img_view, om_view)
+        image[start:start + count] = img_view.copy_to_host()
+        omega_total += float(om_view.copy_to_host().sum(dtype=np.float64))
         if progress is not None:
             progress((start + count) / n)
-    return image, omega
+    return image, omega_total

@@ -1,0 +1,652 @@
+"""Benchmarks: our kernel, our ``nanoBragg`` command and the C program.
+
+Used by ``nbnumba bench`` (see ``cli/bench_cmd.py``) and by the tests.  For each
+case it measures
+
+* **ours, kernel**: :func:`nbnumba.engine.simulate`'s ``timings['kernel_s']``,
+  in this process, after one warm-up call (whose whole time is reported
+  apart as ``first_call_s``: compilation or loading from Numba's cache);
+* **ours, command**: ``nanoBragg -mode parity <flags>`` as a subprocess in a
+  temporary folder (start-up, parsing, file output included), with
+  ``NUMBA_NUM_THREADS`` set to the thread count;
+* **C**: the C program (path from ``--c-bin`` / ``$NB_C_BIN``) as a
+  subprocess with ``OMP_NUM_THREADS`` set to the same thread count.
+
+C and our command alternate run by run (C, ours, C, ours ...); medians are
+reported with the ratio ``C time / our time`` (above 1: we are faster).
+It also measures the first-run compile time (our command with an empty
+``NUMBA_CACHE_DIR``), peak resident memory (``/usr/bin/time -v`` or
+``getrusage``), spec mode against parity mode and float32 against float64.
+
+Results go to a JSON file and, when matplotlib is installed, a PNG plot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import statistics as _stats
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCHEMA = "nbnumba-bench/1"
+COMMON = ["-nonoise", "-nopgm", "-noprogress"]
+
+W1 = ("-default_F 100 -cell 100 100 100 90 90 90 -lambda 6.2 -N 5 -detpixels 1024 -pixel 0.1 "
+      "-distance 100").split()
+W2 = ("-default_F 100 -cell 70 80 90 75 85 95 -lambda 1.0 -N 5 -detpixels 512 -pixel 0.1 -distance 100 "
+      "-misset 10 20 30 -mosaic 0.5 -mosaic_dom 5 -phi 0 -osc 90 -phisteps 9 -oversample 2").split()
+W3_CASE = "pilatus_roi"
+W3_INPUTS = ("A.mat", "scaled.hkl")
+# quick mode renders this 64 x 64 region of W3's Pilatus detector only
+W3_QUICK_ROI = ["-roi", "1100", "1163", "1000", "1063"]
+
+WORKLOADS = ("W1", "W2", "W3", "scaling")
+
+# scaling series: (full, quick) parameter lists
+DETECTOR_SIDES = ([256, 512, 1024, 2048], [32, 64])
+PHI_STEPS = ([1, 4, 16, 64], [1, 2])
+MOSAIC_DOMAINS = ([1, 10, 30, 100], [1, 2])
+SERIES_DETECTOR = (256, 32)  # detector side of the W2-based series (full, quick)
+MAIN_DETECTOR = 64  # detector side of W1 and W2 in quick mode
+
+
+class BenchError(RuntimeError):
+    """A benchmarked program failed or an input is missing."""
+
+
+# --------------------------------------------------------------------------- cases
+
+
+def set_flag(args: list[str], flag: str, *values) -> list[str]:
+    """Return ``args`` with ``flag``'s values replaced (appended when absent)."""
+    out = list(args)
+    vals = [str(v) for v in values]
+    if flag in out:
+        i = out.index(flag)
+        out[i + 1:i + 1 + len(vals)] = vals
+    else:
+        out += [flag, *vals]
+    return out
+
+
+def w3_args(golden_dir: Path | None = None, roi: list[str] | None = None) -> list[str]:
+    """The golden case ``pilatus_roi``'s flags without ``-roi`` and ``-floatfile``."""
+    from .golden import default_golden_dir, load_case
+
+    golden = Path(golden_dir) if golden_dir else Path(os.environ.get("NB_GOLDEN_DIR") or default_golden_dir())
+    args = load_case(golden, W3_CASE)["args"]
+    out, i = [], 0
+    while i < len(args):
+        if args[i] == "-roi":
+            i += 5
+            continue
+        if args[i] == "-floatfile":
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    if roi:
+        out += list(roi)
+    return [a for a in out if a not in COMMON]
+
+
+def golden_inputs_dir(golden_dir: Path | None = None) -> Path:
+    from .golden import default_golden_dir
+
+    golden = Path(golden_dir) if golden_dir else Path(os.environ.get("NB_GOLDEN_DIR") or default_golden_dir())
+    return golden / "inputs"
+
+
+@dataclass
+class Case:
+    """One benchmarked command line."""
+
+    name: str
+    group: str  # W1, W2, W3, detector, phisteps, mosaic, threads
+    args: list  # C flags without COMMON
+    threads: int
+    param: float | None = None  # the varied quantity of a scaling series
+    inputs: list = field(default_factory=list)  # files copied into the working folder
+    repeats: int | None = None  # overrides the global repeat count
+
+    @property
+    def argv(self) -> list[str]:
+        return list(self.args) + COMMON
+
+
+def build_cases(workloads, quick: bool, threads: int, golden_dir: Path | None = None,
+                w3_repeats: int | None = None) -> list[Case]:
+    """The cases of the selected workloads."""
+    q = 1 if quick else 0
+    cases: list[Case] = []
+    w1 = set_flag(W1, "-detpixels", MAIN_DETECTOR) if quick else list(W1)
+    w2 = set_flag(W2, "-detpixels", MAIN_DETECTOR) if quick else list(W2)
+    if "W1" in workloads:
+        cases.append(Case("W1", "W1", w1, threads))
+    if "W2" in workloads:
+        cases.append(Case("W2", "W2", w2, threads))
+    if "W3" in workloads:
+        inputs = golden_inputs_dir(golden_dir)
+        files = [inputs / f for f in W3_INPUTS]
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise BenchError(f"W3 needs {', '.join(missing)} (set NB_GOLDEN_DIR to the golden folder)")
+        args = w3_args(golden_dir, roi=W3_QUICK_ROI if quick else None)
+        cases.append(Case("W3" + ("-roi64" if quick else ""), "W3", args, threads, inputs=files,
+                          repeats=w3_repeats))
+    if "scaling" in workloads:
+        for side in DETECTOR_SIDES[q]:
+            cases.append(Case(f"detector-{side}", "detector", set_flag(W1, "-detpixels", side), threads,
+                              param=side))
+        small = set_flag(W2, "-detpixels", SERIES_DETECTOR[q])
+        for n in PHI_STEPS[q]:
+            cases.append(Case(f"phisteps-{n}", "phisteps", set_flag(small, "-phisteps", n), threads, param=n))
+        one_phi = set_flag(small, "-phisteps", 1)
+        for n in MOSAIC_DOMAINS[q]:
+            cases.append(Case(f"mosaic-{n}", "mosaic", set_flag(one_phi, "-mosaic_dom", n), threads, param=n))
+        tmax = max(2, threads)
+        tlist = [1]
+        while tlist[-1] * 2 <= tmax:
+            tlist.append(tlist[-1] * 2)
+        if tlist[-1] != tmax:
+            tlist.append(tmax)
+        for t in tlist:
+            cases.append(Case(f"threads-{t}", "threads", small, t, param=t))
+    return cases
+
+
+# --------------------------------------------------------------------------- running programs
+
+
+def our_command() -> list[str]:
+    """How to start our ``nanoBragg`` command (the installed entry point if found)."""
+    here = Path(sys.executable).parent / "nanoBragg"
+    if here.exists():
+        return [str(here)]
+    found = shutil.which("nanoBragg")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "import sys; from nbnumba_cli.main import nanobragg_main; "
+            "sys.argv[0] = 'nanoBragg'; nanobragg_main()"]
+
+
+GNU_TIME = "/usr/bin/time"
+
+
+def _has_gnu_time() -> bool:
+    if not os.path.exists(GNU_TIME):
+        return False
+    try:
+        r = subprocess.run([GNU_TIME, "-v", "-o", os.devnull, "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return r.returncode == 0
+
+
+@dataclass
+class Run:
+    wall_s: float
+    rss_kb: int | None
+
+
+def run_program(argv: list[str], cwd: Path, env: dict, timeout: float | None = None) -> Run:
+    """Run a program, return its wall time and peak resident memory; raise on failure."""
+    full_env = dict(os.environ)
+    full_env.update(env)
+    use_time = _has_gnu_time()
+    stats_file = Path(cwd) / ".bench_time.txt"
+    if use_time:
+        cmd = [GNU_TIME, "-v", "-o", str(stats_file)] + list(argv)
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, cwd=cwd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           timeout=timeout)
+        wall = time.perf_counter() - t0
+        rss = None
+        if stats_file.exists():
+            for line in stats_file.read_text().splitlines():
+                if "Maximum resident set size" in line:
+                    rss = int(line.split(":")[-1].strip())
+            stats_file.unlink()
+    else:
+        # a fresh Python parent, so that RUSAGE_CHILDREN holds this program alone
+        probe = ("import json, resource, subprocess, sys, time\n"
+                 "t = time.perf_counter()\n"
+                 "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+                 "w = time.perf_counter() - t\n"
+                 "print(json.dumps([r.returncode, w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))\n")
+        r = subprocess.run([sys.executable, "-c", probe] + list(argv), cwd=cwd, env=full_env,
+                           capture_output=True, text=False, timeout=timeout)
+        wall = rss = None
+        if r.returncode == 0:
+            code, wall, rss = json.loads(r.stdout.decode().strip().splitlines()[-1])
+            if code != 0:
+                r = subprocess.CompletedProcess(r.args, code, r.stdout, r.stderr)
+            if sys.platform == "darwin":
+                rss //= 1024
+    if r.returncode != 0:
+        tail = (r.stderr or b"").decode(errors="replace").strip().splitlines()[-5:]
+        raise BenchError(f"{' '.join(argv[:2])} ... failed (exit {r.returncode}): {' | '.join(tail)}")
+    return Run(wall, rss)
+
+
+@contextlib.contextmanager
+def workdir(inputs=()):
+    with tempfile.TemporaryDirectory(prefix="nbbench-") as tmp:
+        for f in inputs:
+            shutil.copy(f, tmp)
+        yield Path(tmp)
+
+
+def _load1() -> float | None:
+    """One-minute load average (other programs running distort the timings)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # pragma: no cover
+        return None
+
+
+def _median(xs):
+    return float(_stats.median(xs)) if xs else None
+
+
+def _ratio(a, b):
+    return (a / b) if (a is not None and b) else None
+
+
+class KernelTimer:
+    """Times :func:`simulate` in this process for one configuration."""
+
+    def __init__(self, argv, cwd: Path, mode: str, dtype: str, threads: int, backend: str):
+        from .cargs import config_from_args
+
+        with contextlib.chdir(cwd):
+            self.cfg, _ = config_from_args(list(argv), mode=mode)
+        self.dtype, self.threads, self.backend = dtype, threads, backend
+        self.prepared = None
+
+    def first(self) -> dict:
+        from .engine import simulate
+
+        t0 = time.perf_counter()
+        res = simulate(self.cfg, backend=self.backend, dtype=self.dtype, nthreads=self.threads)
+        total = time.perf_counter() - t0
+        self.prepared = res.prepared
+        return {"first_call_s": total, "first_kernel_s": res.timings["kernel_s"],
+                "prepare_s": res.timings["prepare_s"]}
+
+    def once(self) -> float:
+        from .engine import simulate
+
+        res = simulate(self.cfg, backend=self.backend, dtype=self.dtype, nthreads=self.threads,
+                       prepared=self.prepared)
+        return float(res.timings["kernel_s"])
+
+    def work(self) -> dict:
+        from .engine import rendered_mask
+
+        prep = self.prepared
+        pixels = int(rendered_mask(prep).sum())
+        return {"pixels": pixels, "steps": int(prep.steps), "work": float(pixels) * int(prep.steps)}
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+@dataclass
+class Settings:
+    quick: bool = False
+    repeats: int = 3
+    threads: int = 2
+    c_bin: str | None = None
+    backend: str = "cpu"
+    workloads: tuple = WORKLOADS
+    w3_repeats: int | None = None
+    golden_dir: str | None = None
+    compile: bool = True
+
+
+def _ours_env(threads: int) -> dict:
+    return {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+
+
+def _c_env(threads: int) -> dict:
+    return {"OMP_NUM_THREADS": str(threads)}
+
+
+def _ours_argv(case_argv, mode="parity", dtype=None, backend="cpu") -> list[str]:
+    argv = our_command() + ["-mode", mode] + list(case_argv)
+    if dtype:
+        argv += ["-dtype", dtype]
+    if backend != "cpu":
+        argv += ["-backend", backend]
+    return argv
+
+
+def measure_case(case: Case, s: Settings, log=print) -> dict:
+    """Kernel, command and C timings of one case (C and ours alternating)."""
+    repeats = case.repeats or s.repeats
+    load = _load1()
+    c_runs, cmd_runs, k_runs = [], [], []
+    c_rss, our_rss = [], []
+    with workdir(case.inputs) as wd:
+        timer = KernelTimer(case.argv, wd, "parity", "float64", case.threads, s.backend)
+        first = timer.first()
+        work = timer.work()
+        ours = _ours_argv(case.argv, backend=s.backend)
+        for _ in range(repeats):
+            if s.c_bin:
+                r = run_program([s.c_bin] + case.argv, wd, _c_env(case.threads))
+                c_runs.append(r.wall_s)
+                if r.rss_kb:
+                    c_rss.append(r.rss_kb)
+            r = run_program(ours, wd, _ours_env(case.threads))
+            cmd_runs.append(r.wall_s)
+            if r.rss_kb:
+                our_rss.append(r.rss_kb)
+            k_runs.append(timer.once())
+    c_med, cmd_med, k_med = _median(c_runs), _median(cmd_runs), _median(k_runs)
+    out = {
+        "name": case.name, "group": case.group, "param": case.param, "threads": case.threads,
+        "args": case.argv, "repeats": repeats, **work,
+        "ours_kernel": {"median_s": k_med, "runs_s": k_runs, **first},
+        "ours_command": {"median_s": cmd_med, "runs_s": cmd_runs,
+                         "peak_rss_kb": max(our_rss) if our_rss else None},
+        "c": ({"median_s": c_med, "runs_s": c_runs, "peak_rss_kb": max(c_rss) if c_rss else None}
+              if s.c_bin else None),
+        "ratio_command": _ratio(c_med, cmd_med),
+        "ratio_kernel": _ratio(c_med, k_med),
+        "load_avg_1m_before": load,
+    }
+    log(_case_line(out))
+    return out
+
+
+def measure_variant(case: Case, mode: str, dtype: str, s: Settings, log=print) -> dict:
+    """Our kernel and command for one (mode, dtype) of a case."""
+    repeats = case.repeats or s.repeats
+    cmd_runs, k_runs = [], []
+    with workdir(case.inputs) as wd:
+        timer = KernelTimer(case.argv, wd, mode, dtype, case.threads, s.backend)
+        first = timer.first()
+        ours = _ours_argv(case.argv, mode=mode, dtype=dtype, backend=s.backend)
+        for _ in range(repeats):
+            cmd_runs.append(run_program(ours, wd, _ours_env(case.threads)).wall_s)
+            k_runs.append(timer.once())
+    out = {"workload": case.name, "mode": mode, "dtype": dtype, "threads": case.threads, "repeats": repeats,
+           "ours_kernel": {"median_s": _median(k_runs), "runs_s": k_runs, **first},
+           "ours_command": {"median_s": _median(cmd_runs), "runs_s": cmd_runs}}
+    log(f"  {case.name:<14} {mode:>6} {dtype:>7}: kernel {_fmt(out['ours_kernel']['median_s'])}  "
+        f"command {_fmt(out['ours_command']['median_s'])}")
+    return out
+
+
+COMPILE_PROBE = """
+import json, sys, time
+t = time.perf_counter()
+from nbnumba.cargs import config_from_args
+from nbnumba.engine import simulate
+imp = time.perf_counter() - t
+cfg, _ = config_from_args(sys.argv[1:], mode="parity")
+out = {"import_s": imp}
+for key in ("first", "second"):
+    t = time.perf_counter()
+    r = simulate(cfg, backend=BACKEND, nthreads=THREADS)
+    out[key + "_call_s"] = time.perf_counter() - t
+    out[key + "_kernel_s"] = r.timings["kernel_s"]
+print(json.dumps(out))
+"""
+
+
+def measure_compile(s: Settings, log=print) -> dict:
+    """First-run cost with an empty Numba cache: whole command and kernel call."""
+    argv = set_flag(W1, "-detpixels", 64) + COMMON
+    out = {"args": argv}
+    with workdir() as wd:
+        env = dict(_ours_env(s.threads), NUMBA_CACHE_DIR=str(wd / "numba-cache-cmd"))
+        ours = _ours_argv(argv, backend=s.backend)
+        cold = run_program(ours, wd, env)
+        warm = run_program(ours, wd, env)
+        out.update(command_cold_s=cold.wall_s, command_warm_s=warm.wall_s,
+                   command_compile_s=cold.wall_s - warm.wall_s, command_cold_rss_kb=cold.rss_kb)
+        if not s.quick:
+            probe = COMPILE_PROBE.replace("BACKEND", repr(s.backend)).replace("THREADS", str(s.threads))
+            full_env = dict(os.environ, **_ours_env(s.threads), NUMBA_CACHE_DIR=str(wd / "numba-cache-kernel"))
+            r = subprocess.run([sys.executable, "-c", probe] + argv, cwd=wd, env=full_env, capture_output=True,
+                               text=True)
+            if r.returncode != 0:
+                raise BenchError("compile probe failed: " + r.stderr.strip()[-500:])
+            k = json.loads(r.stdout.strip().splitlines()[-1])
+            out.update(kernel_import_s=k["import_s"], kernel_first_call_s=k["first_call_s"],
+                       kernel_second_call_s=k["second_call_s"],
+                       kernel_compile_s=k["first_call_s"] - k["second_call_s"])
+    log(f"  compile: command cold {_fmt(out['command_cold_s'])} warm {_fmt(out['command_warm_s'])}"
+        + (f"; kernel first call {_fmt(out['kernel_first_call_s'])} second {_fmt(out['kernel_second_call_s'])}"
+           if "kernel_first_call_s" in out else ""))
+    return out
+
+
+def machine_info(c_bin: str | None = None) -> dict:
+    import numba
+    import numpy
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        from importlib.metadata import version
+
+        nb_version = version("nbnumba")
+    except Exception:  # pragma: no cover
+        nb_version = None
+    info = {
+        "cpu_model": cpu,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "logical_cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numba": numba.__version__,
+        "numpy": numpy.__version__,
+        "nbnumba": nb_version,
+        "numba_threading_layer_default": numba.config.THREADING_LAYER,
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "c_bin": c_bin,
+        "git_commit": _git_commit(),
+    }
+    try:
+        info["load_average_at_start"] = list(os.getloadavg())
+    except OSError:  # pragma: no cover
+        pass
+    return info
+
+
+def _git_commit() -> str | None:
+    try:
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                           text=True, timeout=10)
+        return r.stdout.strip() or None if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def run_benchmarks(s: Settings, log=print) -> dict:
+    """Run everything ``s`` selects; return the results dictionary."""
+    if s.c_bin and not (os.path.isfile(s.c_bin) and os.access(s.c_bin, os.X_OK)):
+        raise BenchError(f"C program {s.c_bin!r} is not an executable file")
+    if s.backend not in ("cpu", "cuda"):
+        raise BenchError(f"backend must be cpu or cuda, not {s.backend!r}")
+    unknown = [w for w in s.workloads if w not in WORKLOADS]
+    if unknown:
+        raise BenchError(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)}")
+    repeats = 1 if s.quick else s.repeats
+    s = Settings(**{**s.__dict__, "repeats": repeats})
+    t_start = time.perf_counter()
+    result = {"schema": SCHEMA, "machine": machine_info(s.c_bin),
+              "settings": {"quick": s.quick, "repeats": s.repeats, "w3_repeats": s.w3_repeats,
+                           "threads": s.threads, "backend": s.backend, "workloads": list(s.workloads),
+                           "c_bin": s.c_bin, "command": our_command(),
+                           "peak_rss_tool": "/usr/bin/time -v" if _has_gnu_time() else "getrusage"}}
+    cases = build_cases(s.workloads, s.quick, s.threads, s.golden_dir, s.w3_repeats)
+    log(f"nbnumba bench: {len(cases)} cases, {s.repeats} repeat(s), {s.threads} thread(s), backend {s.backend}, "
+        f"C: {s.c_bin or 'not measured'}")
+    log(_header_line())
+    result["results"] = [measure_case(c, s, log) for c in cases]
+    log("spec vs parity, float32 vs float64 (ours):")
+    result["variants"] = []
+    for c in cases:
+        if c.group in ("W1", "W2"):
+            for mode, dtype in (("spec", "float64"), ("spec", "float32")):
+                result["variants"].append(measure_variant(c, mode, dtype, s, log))
+    if s.compile:
+        result["compile"] = measure_compile(s, log)
+    ours_rss = [r["ours_command"]["peak_rss_kb"] for r in result["results"] if r["ours_command"]["peak_rss_kb"]]
+    c_rss = [r["c"]["peak_rss_kb"] for r in result["results"] if r["c"] and r["c"]["peak_rss_kb"]]
+    result["peak_rss_kb"] = {"ours_command": max(ours_rss) if ours_rss else None,
+                             "c": max(c_rss) if c_rss else None}
+    result["total_bench_s"] = time.perf_counter() - t_start
+    with contextlib.suppress(OSError):
+        result["machine"]["load_average_at_end"] = list(os.getloadavg())
+    return result
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(x, unit="s") -> str:
+    if x is None:
+        return "-"
+    return f"{x:.3f} {unit}" if unit else f"{x:.2f}"
+
+
+def _header_line() -> str:
+    return (f"  {'case':<14} {'C':>10} {'ours cmd':>10} {'ours kern':>10} {'C/cmd':>7} {'C/kern':>7} "
+            f"{'first call':>10}")
+
+
+def _case_line(r: dict) -> str:
+    c = r["c"]["median_s"] if r["c"] else None
+    return (f"  {r['name']:<14} {_fmt(c):>10} {_fmt(r['ours_command']['median_s']):>10} "
+            f"{_fmt(r['ours_kernel']['median_s']):>10} {_fmt(r['ratio_command'], ''):>7} "
+            f"{_fmt(r['ratio_kernel'], ''):>7} {_fmt(r['ours_kernel']['first_call_s']):>10}")
+
+
+def output_stem(s: Settings, when: _dt.date | None = None) -> str:
+    when = when or _dt.date.today()
+    return f"{s.backend}-{when.isoformat()}" + ("-quick" if s.quick else "")
+
+
+def write_results(result: dict, out_dir: Path, stem: str, log=print) -> dict:
+    """Write ``<stem>.json`` and (when matplotlib is present) ``<stem>.png``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / f"{stem}.json", "png": None}
+    paths["json"].write_text(json.dumps(result, indent=1) + "\n")
+    log(f"wrote {paths['json']}")
+    png = out_dir / f"{stem}.png"
+    if plot_results(result, png, log):
+        paths["png"] = png
+        log(f"wrote {png}")
+    return paths
+
+
+def plot_results(result: dict, path: Path, log=print) -> bool:
+    """Plot time against work, ours against C.  False (with a message) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib is not installed: no plot (pip install 'nbnumba[bench]')")
+        return False
+    rows = result["results"]
+    panels = [("main", "workloads", None), ("detector", "detector pixels (W1)", "pixels"),
+              ("phisteps", "phi steps (W2, small detector)", "param"),
+              ("mosaic", "mosaic domains (W2, 1 phi step)", "param"), ("threads", "threads (W2, small detector)",
+                                                                        "param")]
+    present = [p for p in panels if p[0] == "main" or any(r["group"] == p[0] for r in rows)]
+    present.append(("all", "every case: time vs work", "work"))
+    ncols = 3
+    nrows = (len(present) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(present):]:
+        ax.set_visible(False)
+    series = [("c", "C", "tab:red", "o"), ("ours_command", "ours (command)", "tab:blue", "s"),
+              ("ours_kernel", "ours (kernel)", "tab:green", "^")]
+    for ax, (group, title, xkey) in zip(flat, present):
+        if group == "main":
+            main = [r for r in rows if r["group"] in ("W1", "W2", "W3")]
+            width = 0.27
+            for j, (key, label, color, _m) in enumerate(series):
+                vals = [r[key]["median_s"] if r.get(key) else None for r in main]
+                xs = [i + (j - 1) * width for i in range(len(main))]
+                ax.bar([x for x, v in zip(xs, vals) if v], [v for v in vals if v], width, label=label, color=color)
+            ax.set_xticks(range(len(main)))
+            ax.set_xticklabels([r["name"] for r in main])
+            ax.set_yscale("log")
+            ax.legend(fontsize=8)
+        elif group == "all":
+            for key, label, color, marker in series:
+                pts = sorted((r["work"], r[key]["median_s"]) for r in rows if r.get(key) and r[key]["median_s"])
+                if pts:
+                    ax.scatter(*zip(*pts), marker=marker, color=color, label=label, s=18)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("work = rendered pixels x steps")
+        else:
+            sel = sorted((r for r in rows if r["group"] == group), key=lambda r: r["param"])
+            xs = [r["pixels"] if xkey == "pixels" else r["param"] for r in sel]
+            for key, label, color, marker in series:
+                pts = [(x, r[key]["median_s"]) for x, r in zip(xs, sel) if r.get(key) and r[key]["median_s"]]
+                if pts:
+                    ax.plot(*zip(*pts), marker=marker, color=color, label=label)
+            if group == "threads":
+                ax.set_xticks([r["param"] for r in sel])
+                ax.set_ylim(bottom=0)
+            else:
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+            ax.set_xlabel("rendered pixels" if xkey == "pixels" else group)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("time (s)")
+        ax.grid(True, which="both", alpha=0.3)
+    m = result["machine"]
+    fig.suptitle(f"nbnumba vs C nanoBragg: {m['cpu_model']}, {m['cores']} cores, "
+                 f"{result['settings']['threads']} threads, {m['date'][:10]}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def markdown_table(result: dict) -> str:
+    """The results as a Markdown table (what bench/README.md shows)."""
+    m = result["machine"]
+    machine = f"{m['cpu_model']}, {m['cores']} cores"
+    lines = ["| workload | threads | C (s) | ours, command (s) | ours, kernel (s) | C / ours command "
+             "| C / ours kernel | machine |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["results"]:
+        c = r["c"]["median_s"] if r["c"] else None
+        lines.append(f"| {r['name']} | {r['threads']} | {_num(c)} | {_num(r['ours_command']['median_s'])} | "
+                     f"{_num(r['ours_kernel']['median_s'])} | {_num(r['ratio_command'], 2)} | "
+                     f"{_num(r['ratio_kernel'], 2)} | {machine} |")
+    return "\n".join(lines)
+
+
+def _num(x, digits=3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"

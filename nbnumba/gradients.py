@@ -1,0 +1,621 @@
+"""Finite-difference gradients of the image, and least-squares refinement.
+
+The simulator is not differentiable as written (Numba kernels), but it is
+cheap to call again with one field changed, so derivatives come from
+central differences::
+
+    dI/dp ~ (I(p + h) - I(p - h)) / (2 h)
+
+Parameters are :class:`~nbnumba.config.SimConfig` fields by name, scalar
+(``'distance'``, ``'lambda0'``, ``'Na'``, ``'mosaic_spread'``,
+``'detector_rotx'``, ``'phi0'``, ``'Xbeam'``, ...) or one component of a
+vector field (``'misset[0]'``, ``'cell_angstrom[1]'``, ``'cell_angles[2]'``),
+in the config's units: SI (metres, radians), except ``cell_angstrom`` in
+Angstrom.  Default steps: a relative step of 1e-4 for lengths and other
+magnitudes, 1e-5 rad for angles (see :func:`default_step`).
+
+Before differencing, the configuration is *resolved*: values the C program
+chooses automatically are pinned to what they are at the starting point, so
+that a small change cannot flip a discrete choice (the auto-selected
+oversampling, which depends on the distance and the wavelength; the number
+of mosaic domains; tricubic interpolation), and "not given" markers of the
+differenced fields become explicit values (a NaN beam centre becomes the one
+C would use, a zero cell angle becomes 90 degrees, a missing misset becomes
+zeros, a random misset becomes the angles it drew).
+
+Images are rendered in double precision and kept as float64 (the float32
+image of :func:`nbnumba.simulate` would lose the small differences).
+
+:func:`refine` fits parameters to an observed image by Levenberg-Marquardt
+least squares on these finite-difference Jacobians, with an overall scale
+factor fitted analytically at every step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import SimConfig
+from .errors import ConfigError
+from .scan import apply_changes, check_field, field_value
+
+__all__ = [
+    "RefineResult",
+    "default_step",
+    "difference_plan",
+    "gradient",
+    "jacobian",
+    "refine",
+    "render_image",
+    "resolve_config",
+]
+
+# lengths (metres; Angstrom for cell_angstrom): relative steps
+LENGTH_FIELDS = {
+    "distance", "close_distance", "pixel_size", "Xbeam", "Ybeam", "Xclose", "Yclose",
+    "sample_x", "sample_y", "sample_z", "lambda0", "beamsize", "detector_thick", "water_size",
+    "cell_angstrom", "pix0_vector", "dispstep", "detector_thickstep", "detector_mu",
+    "detsize_f", "detsize_s", "dmin", "source_distance",
+}
+# angles (radians): absolute steps
+ANGLE_FIELDS = {
+    "phi0", "osc", "phistep", "misset", "cell_angles", "detector_rotx", "detector_roty",
+    "detector_rotz", "detector_twotheta", "mosaic_spread", "hdivrange", "vdivrange",
+    "hdivstep", "vdivstep",
+}
+# directions: absolute steps on the components
+DIRECTION_FIELDS = {
+    "spindle_vector", "beam_vector", "polar_vector", "fdet_vector", "sdet_vector",
+    "odet_vector", "twotheta_axis",
+}
+# values that must stay >= 0: one-sided (forward) differences at 0
+NONNEGATIVE_FIELDS = {
+    "mosaic_spread", "dispersion", "hdivrange", "vdivrange", "detector_thick", "water_size",
+    "sample_x", "sample_y", "sample_z", "osc", "dmin", "fluence", "flux", "exposure",
+    "beamsize", "polarization", "Na", "Nb", "Nc", "default_F", "fudge",
+}
+RELATIVE_STEP = 1e-4
+ANGLE_STEP = 1e-5
+DIRECTION_STEP = 1e-5
+# steps for a length or magnitude whose value is 0
+ZERO_LENGTH_STEP = 1e-8  # metres
+ZERO_VALUE_STEP = 1e-4
+
+
+def _continuous(name: str) -> tuple[str, int | None]:
+    fname, idx = check_field(name)
+    types = {f.name: str(f.type) for f in dataclasses.fields(SimConfig)}
+    if idx is None and types[fname] != "float":
+        raise ConfigError(f"{name}: not a continuous parameter (a {types[fname]} field); "
+                          "gradients need a float field or a vector component such as misset[0]")
+    if fname == "roi":
+        raise ConfigError("roi: pixel limits are integers, not a continuous parameter")
+    return fname, idx
+
+
+def default_step(name: str, value: float) -> float:
+    """The default finite-difference step of a parameter.
+
+    Parameters
+    ----------
+    name : str
+        Field or component (``'distance'``, ``'misset[0]'``).
+    value : float
+        Its (resolved) value.
+
+    Returns
+    -------
+    float
+        ``1e-5`` rad for angles, ``1e-5`` for direction-vector components,
+        otherwise ``1e-4 * |value|`` (``1e-8`` m, or ``1e-4``, when the value
+        is 0).
+    """
+    fname, _ = _continuous(name)
+    if fname in ANGLE_FIELDS:
+        return ANGLE_STEP
+    if fname in DIRECTION_FIELDS:
+        return DIRECTION_STEP
+    if value != 0.0 and math.isfinite(value):
+        return RELATIVE_STEP * abs(value)
+    return ZERO_LENGTH_STEP if fname in LENGTH_FIELDS else ZERO_VALUE_STEP
+
+
+def _resolved_value(config: SimConfig, info: dict, name: str) -> float:
+    """The value C would use for a parameter, given its stored value."""
+    fname, idx = _continuous(name)
+    if fname == "cell_angles":
+        v = float(field_value(config, name))
+        return math.pi / 2 if v <= 0.0 else v
+    if fname == "cell_angstrom":
+        if config.cell_angstrom is None:
+            raise ConfigError(f"{name}: no -cell (the crystal comes from -mat), so no cell lengths to vary")
+        v = float(field_value(config, name))
+        return float(config.cell_angstrom[0]) if v <= 0.0 else v
+    if fname == "misset" and config.misset_random:
+        used = info.get("misset_used")
+        return float(used[idx])
+    v = field_value(config, name)
+    v = float(v)
+    if math.isnan(v) and fname in info:
+        v = float(info[fname])
+    if fname == "mosaic_spread" and v < 0:
+        v = 0.0
+    if math.isnan(v):
+        raise ConfigError(f"{name}: not set and not derivable; give it a value")
+    return v
+
+
+def resolve_config(config: SimConfig, params=()) -> SimConfig:
+    """Pin the automatic choices and make the differenced values explicit.
+
+    Parameters
+    ----------
+    config : SimConfig
+        Starting configuration.
+    params : sequence of str
+        Parameters that will be differenced.
+
+    Returns
+    -------
+    SimConfig
+        A configuration that renders the same image as ``config`` (up to the
+        choice of lattice-factor formula when ``Na``/``Nb``/``Nc`` vary), whose
+        oversampling, interpolation and mosaic-domain count no longer depend
+        on the other fields, and whose ``params`` hold explicit values.
+
+    Raises
+    ------
+    ConfigError
+        For a parameter that is not a continuous field.
+    """
+    from .prepare import prepare
+
+    names = list(params)
+    for n in names:
+        _continuous(n)
+    prep = prepare(config)
+    info = prep.info
+    values = {n: _resolved_value(config, info, n) for n in names}
+    changes: dict = {"oversample": int(info["oversample"]), "interpolate": int(info["interpolate"])}
+    if info["mosaic_spread"] > 0.0:
+        changes["mosaic_domains"] = int(info["mosaic_domains"])
+    fields_ = {check_field(n)[0] for n in names}
+    if "misset" in fields_ and config.misset_random:
+        used = info["misset_used"]
+        changes.update({f"misset[{i}]": float(used[i]) for i in range(3)})
+        changes["misset_random"] = False
+    if "cell_angles" in fields_:
+        changes.update({f"cell_angles[{i}]": _resolved_value(config, info, f"cell_angles[{i}]")
+                        for i in range(3)})
+    if "cell_angstrom" in fields_:
+        changes.update({f"cell_angstrom[{i}]": _resolved_value(config, info, f"cell_angstrom[{i}]")
+                        for i in range(3)})
+    if fields_ & {"Na", "Nb", "Nc"} and hasattr(config, "exact_math"):
+        # non-integer N uses the exact lattice-factor formula: use it throughout
+        changes["exact_math"] = True
+    if "mosaic_spread" in fields_ and info["mosaic_spread"] <= 0.0 and config.mosaic_domains <= 0:
+        changes["mosaic_domains"] = 10
+    changes.update(values)
+    return apply_changes(config, changes)
+
+
+def _render_flat(config: SimConfig, backend: str = "cpu", dtype: str = "float64",
+                 nthreads: int | None = None) -> np.ndarray:
+    """The image in double precision, shape (spixels, fpixels).
+
+    On the CPU the kernel writes straight into a float64 array (the same
+    numbers :func:`nbnumba.simulate` rounds to float32).  The CUDA kernel
+    stores float32, so a CUDA render is the float32 image, widened.
+    """
+    import inspect
+
+    from . import engine
+    from .prepare import prepare
+
+    if dtype not in engine.DTYPES:
+        raise ConfigError(f"dtype must be float64 or float32, not {dtype!r}")
+    if dtype == "float32" and config.mode == "parity":
+        raise ConfigError("parity mode requires -dtype float64")
+    backend = engine.resolve_backend(backend)
+    prep = prepare(config)
+    if backend != "cpu":
+        res = engine.simulate(config, backend=backend, dtype=dtype, nthreads=nthreads, prepared=prep)
+        return np.asarray(res.image, dtype=np.float64)
+    from .kernels import cpu as kern
+
+    if nthreads is not None:
+        import numba
+
+        numba.set_num_threads(max(1, min(int(nthreads), numba.config.NUMBA_NUM_THREADS)))
+    n = prep.fpixels * prep.spixels
+    args = engine._kernel_arrays(prep, dtype)
+    interp_stop = n
+    if config.mode == "parity" and prep.ip[engine._ip("IP_INTERPOLATE")]:
+        oor = np.zeros(n, dtype=np.int8)
+        kern.find_out_of_range_cpu(*args, prep.first_pixel_index, oor)
+        hits = np.flatnonzero(oor)
+        if hits.size:
+            interp_stop = int(hits[0])
+    image = np.zeros(n, dtype=np.float64)
+    kernel_params = inspect.signature(kern.render_image_cpu.py_func).parameters
+    if "omega" in kernel_params:  # kernel that also returns per-pixel solid angles
+        kern.render_image_cpu(*args, prep.first_pixel_index, interp_stop, prep.scale, image,
+                              np.zeros(n, dtype=np.float64), np.zeros(n, dtype=np.int8))
+    else:
+        kern.render_image_cpu(*args, prep.first_pixel_index, interp_stop, prep.scale, image)
+    return image.reshape(prep.spixels, prep.fpixels)
+
+
+def render_image(config: SimConfig, backend: str = "cpu", dtype: str = "float64",
+                 nthreads: int | None = None) -> np.ndarray:
+    """Render ``config`` and return the image in double precision.
+
+    Same numbers as :func:`nbnumba.simulate` before its float32 rounding.
+
+    Parameters
+    ----------
+    config : SimConfig
+    backend : {'cpu', 'cuda', 'auto'}
+    dtype : {'float64', 'float32'}
+        Kernel precision (keep float64 for finite differences).
+    nthreads : int, optional
+        CPU threads.
+
+    Returns
+    -------
+    ndarray, shape (spixels, fpixels), float64
+    """
+    return _render_flat(config, backend=backend, dtype=dtype, nthreads=nthreads)
+
+
+def _render_task(task):
+    config, backend, dtype, nthreads = task
+    return _render_flat(config, backend=backend, dtype=dtype, nthreads=nthreads)
+
+
+def difference_plan(base: SimConfig, params, steps) -> list[tuple]:
+    """How each parameter is differenced.
+
+    Parameters
+    ----------
+    base : SimConfig
+        Resolved configuration (see :func:`resolve_config`).
+    params : sequence of str
+        Parameters.
+    steps : dict or None
+        Parameter -> step; the others get :func:`default_step`.
+
+    Returns
+    -------
+    list of tuple
+        ``(name, value, step, low, high, high - low)`` per parameter; ``low``
+        equals ``value`` for a forward difference at a lower bound of 0.
+    """
+    steps = dict(steps or {})
+    unknown = set(steps) - set(params)
+    if unknown:
+        raise ConfigError(f"step given for {sorted(unknown)[0]!r}, which is not among the parameters "
+                          f"({', '.join(params)})")
+    plan = []
+    for name in params:
+        fname, _ = _continuous(name)
+        value = float(field_value(base, name))
+        h = float(steps[name]) if name in steps else default_step(name, value)
+        if not (h > 0.0 and math.isfinite(h)):
+            raise ConfigError(f"{name}: step must be a positive number, got {h!r}")
+        lo, hi = value - h, value + h
+        if fname in NONNEGATIVE_FIELDS and lo < 0.0:
+            lo = value  # forward difference at the boundary
+        plan.append((name, value, h, lo, hi, hi - lo))
+    return plan
+
+
+def _differences(base, plan, backend, dtype, nthreads, executor):
+    from .executors import LocalExecutor
+
+    executor = executor or LocalExecutor()
+    tasks = []
+    for name, value, _h, lo, hi, _den in plan:
+        tasks.append((apply_changes(base, {name: hi}), backend, dtype, nthreads))
+        tasks.append((apply_changes(base, {name: lo}), backend, dtype, nthreads))
+    return executor.map(_render_task, tasks)
+
+
+def gradient(config: SimConfig, params, steps: dict | None = None, backend: str = "cpu",
+             dtype: str = "float64", loss=None, executor=None, nthreads: int | None = None,
+             resolve: bool = True) -> dict:
+    """Central finite-difference derivatives of the image (or of a loss).
+
+    Parameters
+    ----------
+    config : SimConfig
+        Point at which to differentiate.
+    params : str or sequence of str
+        Parameters: field names or components (``'distance'``, ``'misset[0]'``).
+    steps : dict, optional
+        Parameter -> step in its units; others get :func:`default_step`.
+    backend : {'cpu', 'cuda', 'auto'}
+    dtype : {'float64', 'float32'}
+        Kernel precision; float32 is too coarse for small steps.
+    loss : callable, optional
+        ``loss(image) -> float`` of the float64 image; when given, the
+        derivatives of the loss are returned instead of image gradients.
+    executor : Executor, optional
+        Runs the ``2 * len(params)`` renders (default: in this process).
+    nthreads : int, optional
+        CPU threads per render.
+    resolve : bool
+        Pin automatic choices first (:func:`resolve_config`); turn off only
+        for a configuration that is already resolved.
+
+    Returns
+    -------
+    dict
+        Parameter -> ndarray (spixels, fpixels) float64 of dI/dp in photons
+        per unit of the parameter, or -> float d(loss)/dp.  A parameter at
+        a lower bound of 0 (``mosaic_spread`` 0, ...) gets a forward
+        difference.
+
+    Examples
+    --------
+    >>> g = gradient(cfg, ["distance", "misset[0]"])            # doctest: +SKIP
+    >>> g["distance"].shape == (cfg.spixels, cfg.fpixels)        # doctest: +SKIP
+    """
+    if isinstance(params, str):
+        params = [params]
+    params = list(params)
+    if not params:
+        raise ConfigError("no parameters to differentiate")
+    if len(set(params)) != len(params):
+        raise ConfigError("a parameter is listed twice")
+    base = resolve_config(config, params) if resolve else config
+    plan = difference_plan(base, params, steps)
+    images = _differences(base, plan, backend, dtype, nthreads, executor)
+    out = {}
+    for k, (name, _v, _h, _lo, _hi, den) in enumerate(plan):
+        plus, minus = images[2 * k], images[2 * k + 1]
+        if loss is None:
+            out[name] = (plus - minus) / den
+        else:
+            out[name] = (float(loss(plus)) - float(loss(minus))) / den
+    return out
+
+
+def jacobian(config: SimConfig, params, steps: dict | None = None, backend: str = "cpu",
+             dtype: str = "float64", executor=None, nthreads: int | None = None,
+             resolve: bool = True) -> np.ndarray:
+    """The image Jacobian as a matrix.
+
+    Parameters
+    ----------
+    config, params, steps, backend, dtype, executor, nthreads, resolve
+        As for :func:`gradient`.
+
+    Returns
+    -------
+    ndarray, shape (spixels * fpixels, len(params)), float64
+        Column ``j``: the flattened dI/dp_j.
+    """
+    g = gradient(config, params, steps=steps, backend=backend, dtype=dtype, executor=executor,
+                 nthreads=nthreads, resolve=resolve)
+    return np.stack([g[p].reshape(-1) for p in params], axis=1)
+
+
+@dataclass
+class RefineResult:
+    """Outcome of :func:`refine`.
+
+    Attributes
+    ----------
+    config : SimConfig
+        Refined configuration (resolved: automatic choices pinned).
+    values : dict
+        Parameter -> refined value (config units).
+    initial_values : dict
+        Parameter -> starting value.
+    scale : float
+        Fitted factor: observed ~ scale * model.
+    loss : float
+        Final weighted sum of squared residuals.
+    history : list of float
+        Loss at the start and after each accepted step.
+    value_history : list of dict
+        Parameter values at each entry of ``history``.
+    iterations : int
+        Jacobians computed.
+    renders : int
+        Images rendered in all.
+    converged : bool
+        True when a stopping test was met (not just the iteration limit).
+    message : str
+        Why it stopped.
+    """
+
+    config: SimConfig
+    values: dict
+    initial_values: dict
+    scale: float
+    loss: float
+    history: list = field(default_factory=list)
+    value_history: list = field(default_factory=list)
+    iterations: int = 0
+    renders: int = 0
+    converged: bool = False
+    message: str = ""
+
+
+def _fit(obs, w, model, fit_scale):
+    if fit_scale:
+        den = float(np.dot(w * model, model))
+        s = float(np.dot(w * obs, model)) / den if den > 0.0 else 1.0
+    else:
+        s = 1.0
+    r = obs - s * model
+    return s, r, float(np.dot(w * r, r))
+
+
+def refine(config: SimConfig, observed_image, params, n_iter: int = 10, steps: dict | None = None,
+           backend: str = "cpu", dtype: str = "float64", mask=None, weights=None,
+           fit_scale: bool = True, damping: float = 1e-3, rtol: float = 1e-10, xtol: float = 1e-3,
+           executor=None, nthreads: int | None = None, callback=None) -> RefineResult:
+    """Fit parameters to an observed image (Levenberg-Marquardt least squares).
+
+    Minimises ``sum(w * (observed - scale * model(p))**2)`` over the
+    parameters ``p``, with ``scale`` fitted analytically at every point
+    (``scale = sum(w*o*m) / sum(w*m*m)``; its dependence on ``p`` is
+    included in the Jacobian).  Jacobians come from central finite
+    differences (:func:`gradient`); each iteration costs ``2*len(params)``
+    renders plus one per trial step.
+
+    Parameters
+    ----------
+    config : SimConfig
+        Starting model.
+    observed_image : array_like, shape (spixels, fpixels)
+        The image to fit (float image; any scale when ``fit_scale``).
+    params : str or sequence of str
+        Parameters to refine (see :func:`gradient`).
+    n_iter : int
+        Maximum number of iterations (Jacobian evaluations).
+    steps : dict, optional
+        Finite-difference steps (parameter -> step).
+    backend, dtype, executor, nthreads
+        As for :func:`gradient`.
+    mask : array_like of bool, optional
+        Pixels to fit (True); default all finite pixels.
+    weights : array_like, optional
+        Per-pixel weights (e.g. ``1 / variance``); default 1.
+    fit_scale : bool
+        Fit an overall scale; False fits the image as is.
+    damping : float
+        Initial Marquardt damping (multiplies ``diag(J^T W J)``).
+    rtol : float
+        Stop when an accepted step lowers the loss by less than this fraction.
+    xtol : float
+        Stop when every parameter moves by less than ``xtol`` times its
+        finite-difference step.
+    callback : callable, optional
+        Called as ``callback(iteration, loss, values)`` after each accepted step.
+
+    Returns
+    -------
+    RefineResult
+
+    Raises
+    ------
+    ConfigError
+        For bad parameters or an image of the wrong shape.
+    """
+    if isinstance(params, str):
+        params = [params]
+    params = list(params)
+    base = resolve_config(config, params)
+    plan = difference_plan(base, params, steps)
+    step_of = {name: den / 2.0 for name, _v, _h, _lo, _hi, den in plan}
+    hvec = np.array([step_of[p] for p in params])
+    render = dict(backend=backend, dtype=dtype, nthreads=nthreads)
+
+    first = _render_flat(base, **render)
+    shape = first.shape
+    obs = np.asarray(observed_image, dtype=np.float64)
+    if obs.shape != shape:
+        if obs.size == first.size:
+            obs = obs.reshape(shape)
+        else:
+            raise ConfigError(f"observed image has shape {obs.shape}, the model {shape}")
+    obs = obs.reshape(-1)
+    w = np.ones(obs.size) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1).copy()
+    if w.size != obs.size:
+        raise ConfigError(f"weights have {w.size} values, the image {obs.size}")
+    good = np.isfinite(obs)
+    if mask is not None:
+        good &= np.asarray(mask, dtype=bool).reshape(-1)
+    w = np.where(good, w, 0.0)
+    obs = np.where(good, obs, 0.0)
+
+    def values_of(cfg):
+        return np.array([float(field_value(cfg, p)) for p in params])
+
+    def with_values(vec):
+        return apply_changes(base, dict(zip(params, (float(v) for v in vec))))
+
+    p = values_of(base)
+    initial = dict(zip(params, p.tolist()))
+    model = first.reshape(-1)
+    s, r, loss = _fit(obs, w, model, fit_scale)
+    history = [loss]
+    value_history = [dict(initial)]
+    renders = 1
+    lam = float(damping)
+    converged = False
+    message = "iteration limit reached"
+    it = 0
+    cfg = base
+    for it in range(1, int(n_iter) + 1):
+        if loss == 0.0:
+            converged, message = True, "exact fit"
+            it -= 1
+            break
+        g = gradient(cfg, params, steps={k: step_of[k] for k in params}, executor=executor,
+                     resolve=False, **render)
+        renders += 2 * len(params)
+        G = np.stack([g[k].reshape(-1) for k in params], axis=1)  # dI/dp
+        if fit_scale:
+            den = float(np.dot(w * model, model))
+            ds = ((w * obs) @ G - 2.0 * s * ((w * model) @ G)) / den if den > 0 else np.zeros(len(params))
+            J = s * G + np.outer(model, ds)  # d(scale*model)/dp
+        else:
+            J = G
+        Jw = J * w[:, None]
+        A = J.T @ Jw
+        b = Jw.T @ r
+        d = np.diag(A).copy()
+        active = d > 0.0
+        if not active.any():
+            converged, message = True, "the image does not depend on the parameters"
+            break
+        accepted = False
+        for _try in range(12):
+            M = A[np.ix_(active, active)] + lam * np.diag(d[active])
+            delta = np.zeros(len(params))
+            try:
+                delta[active] = np.linalg.solve(M, b[active])
+            except np.linalg.LinAlgError:
+                lam *= 10.0
+                continue
+            p_new = p + delta
+            cfg_new = with_values(p_new)
+            try:
+                model_new = _render_flat(cfg_new, **render).reshape(-1)
+            except ConfigError:
+                lam *= 10.0  # stepped outside what can be rendered
+                continue
+            renders += 1
+            s_new, r_new, loss_new = _fit(obs, w, model_new, fit_scale)
+            if loss_new < loss:
+                accepted = True
+                break
+            lam *= 10.0
+        if not accepted:
+            converged, message = True, "no step lowers the loss (at a minimum to the step precision)"
+            break
+        gain = (loss - loss_new) / loss if loss > 0 else 0.0
+        p, cfg, model, s, r, loss = p_new, cfg_new, model_new, s_new, r_new, loss_new
+        lam = max(lam / 10.0, 1e-12)
+        history.append(loss)
+        value_history.append(dict(zip(params, p.tolist())))
+        if callback is not None:
+            callback(it, loss, dict(zip(params, p.tolist())))
+        if gain < rtol:
+            converged, message = True, f"relative loss decrease below rtol={rtol:g}"
+            break
+        if np.all(np.abs(delta) < xtol * hvec):
+            converged, message = True, f"parameter changes below xtol={xtol:g} steps"
+            break
+    return RefineResult(config=cfg, values=dict(zip(params, p.tolist())), initial_values=initial,
+                        scale=s, loss=loss, history=history, value_history=value_history,
+                        iterations=it, renders=renders, converged=converged, message=message)
