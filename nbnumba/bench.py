@@ -465,6 +465,7 @@ def machine_info(c_bin: str | None = None) -> dict:
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "c_bin": c_bin,
         "git_commit": _git_commit(),
+        "git_modified": _git_modified(),
     }
     try:
         info["load_average_at_start"] = list(os.getloadavg())
@@ -478,6 +479,16 @@ def _git_commit() -> str | None:
         r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
                            text=True, timeout=10)
         return r.stdout.strip() or None if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _git_modified() -> list | None:
+    """Tracked files of the package changed since the commit (the numbers measure the working tree)."""
+    try:
+        r = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+                           cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10)
+        return [line[3:] for line in r.stdout.splitlines()] if r.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -24,8 +24,8 @@ def misset_random_umat(seed: int, parity: bool) -> np.ndarray:
     """
     state = rng.new_ran1_state(seed)
     if parity:
-        return np.asarray(rng.mosaic_rotation_umat(90.0, state), dtype=np.float64)
-    u1, u2, u3 = (float(rng.ran1(state)) for _ in range(3))
+        return np.asarray(rng.mosaic_rotation_umat_python(90.0, state), dtype=np.float64)
+    u1, u2, u3 = (float(rng.ran1_python(state)) for _ in range(3))
     q1 = math.sqrt(1.0 - u1) * math.sin(2.0 * math.pi * u2)
     q2 = math.sqrt(1.0 - u1) * math.cos(2.0 * math.pi * u2)
     q3 = math.sqrt(u1) * math.sin(2.0 * math.pi * u3)

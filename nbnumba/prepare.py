@@ -501,9 +501,9 @@ def prepare(config: SimConfig) -> Prepared:
         raise ConfigError("no X-ray sources to render (the divergence grid is empty)")
 
     # ---- mosaic domains
-    from .rng import mosaic_umats as draw_mosaic_umats
+    from .rng import mosaic_umats_python
 
-    umats = np.asarray(draw_mosaic_umats(mosaic_spread, mosaic_domains, c.mosaic_seed), dtype=np.float64)
+    umats = np.asarray(mosaic_umats_python(mosaic_spread, mosaic_domains, c.mosaic_seed), dtype=np.float64)
     umats = umats.reshape(mosaic_domains, 9)
 
     # ---- cell for each phi step and domain
@@ -700,7 +700,7 @@ def build_cell(c: SimConfig, msgs: list) -> dict:
     misset = c.misset
     if c.misset_random:
         from .orientation import misset_random_umat
-        from .rng import umat2misset
+        from .rng import umat2misset_python as umat2misset
 
         umat = misset_random_umat(c.misset_seed, parity=(c.mode == "parity"))
         misset = umat2misset(umat)

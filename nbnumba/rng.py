@@ -675,3 +675,85 @@ def poisson_image(float_image, roi, seed, adc_offset: float = 40.0, fpixels: int
     pstate = new_poisson_state()
     out, total, overloads = poisson_image_core(flat, mask, float(adc_offset), state, pstate)
     return out.reshape(shape), float(total), int(overloads)
+
+
+# ---------------------------------------------------------------------------
+# Plain-Python builds of the setup generators.
+#
+# Drawing a handful of mosaic or misset matrices takes microseconds, but
+# loading a compiled Numba function from the cache takes a large fraction of
+# a second; the command line uses these plain-Python builds of the very same
+# functions for setup.  ``math.pow`` on two float32 values is C's ``powf``
+# under Numba; the plain-Python build calls the C library's ``powf`` too.
+class _PowfMath:
+    """``math`` with ``pow`` rounding like C's ``powf`` for float32 inputs."""
+
+    def __init__(self):
+        import ctypes
+        import ctypes.util
+
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or None)
+        self._powf = libm.powf
+        self._powf.restype = ctypes.c_float
+        self._powf.argtypes = (ctypes.c_float, ctypes.c_float)
+
+    def pow(self, x, y):
+        if isinstance(x, np.float32) and isinstance(y, np.float32):
+            return np.float32(self._powf(float(x), float(y)))
+        return math.pow(x, y)
+
+    def __getattr__(self, name):
+        return getattr(math, name)
+
+
+def _python_build(names):
+    import types
+
+    namespace = dict(globals())
+    namespace["math"] = _PowfMath()
+    built = {}
+    for name in names:
+        fn = globals()[name]
+        fn = getattr(fn, "py_func", fn)
+        clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
+        built[name] = clone
+        namespace[name] = clone
+    return built
+
+
+_PY = None
+_PYTHON_BUILT = ["ran1", "mosaic_rotation_umat", "mosaic_umats_from_state", "_umat2misset_core"]
+
+
+def umat2misset_python(umat) -> tuple[float, float, float]:
+    """:func:`umat2misset` without Numba."""
+    global _PY
+    if _PY is None:
+        _PY = _python_build(_PYTHON_BUILT)
+    r = _PY["_umat2misset_core"](np.ascontiguousarray(umat, dtype=np.float64))
+    return float(r[0]), float(r[1]), float(r[2])
+
+
+def mosaic_umats_python(mosaic_spread_rad: float, n_domains: int, seed: int = DEFAULT_MOSAIC_SEED) -> np.ndarray:
+    """:func:`mosaic_umats` without Numba (same numbers, no compiled-code load)."""
+    global _PY
+    if _PY is None:
+        _PY = _python_build(_PYTHON_BUILT)
+    state = new_ran1_state(seed)
+    return _PY["mosaic_umats_from_state"](float(mosaic_spread_rad), int(n_domains), state)
+
+
+def mosaic_rotation_umat_python(mosaicity: float, state) -> np.ndarray:
+    """:func:`mosaic_rotation_umat` without Numba."""
+    global _PY
+    if _PY is None:
+        _PY = _python_build(_PYTHON_BUILT)
+    return _PY["mosaic_rotation_umat"](mosaicity, state)
+
+
+def ran1_python(state) -> float:
+    """:func:`ran1` without Numba."""
+    global _PY
+    if _PY is None:
+        _PY = _python_build(_PYTHON_BUILT)
+    return _PY["ran1"](state)

@@ -143,6 +143,10 @@ def read_hkl(path, default_F: float = 0.0) -> HKLGrid:
     except OSError as exc:
         raise InputFileError(f"{fname}: cannot read hkl file: {exc.strerror or exc}") from exc
 
+    fast = _read_plain_hkl(text, default_F)
+    if fast is not None:
+        return fast
+
     # First pass: ranges from the indices read as doubles.
     h_min = k_min = l_min = _INITIAL_MIN
     h_max = k_max = l_max = _INITIAL_MAX
@@ -222,6 +226,42 @@ def read_hkl(path, default_F: float = 0.0) -> HKLGrid:
     if messages:
         warnings.warn(f"{fname}: {len(messages)} warning(s) reading hkl file; first: {messages[0]}", stacklevel=2)
     return HKLGrid(h_min, h_max, k_min, k_max, l_min, l_max, F, hkls, messages)
+
+
+_PLAIN_HKL = re.compile(
+    r"(?:[ \t]*[+-]?\d+[ \t]+[+-]?\d+[ \t]+[+-]?\d+[ \t]+[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ \t]*\r?\n"
+    r"|[ \t]*\r?\n)*"
+    r"(?:[ \t]*[+-]?\d+[ \t]+[+-]?\d+[ \t]+[+-]?\d+[ \t]+[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ \t]*)?"
+)
+
+
+def _read_plain_hkl(text: str, default_F: float) -> HKLGrid | None:
+    """Vectorised reading of the common case: integer indices, one reflection
+    per line, no repeated reflection.  Returns None for anything else, which
+    the line-by-line C emulation then handles (with its warnings and errors).
+    """
+    if not _PLAIN_HKL.fullmatch(text):
+        return None
+    values = np.array(text.split(), dtype=np.float64)
+    if values.size == 0 or values.size % 4:
+        return None
+    table = values.reshape(-1, 4)
+    idx = table[:, :3]
+    if np.abs(idx).max() >= 2**31 - 1:
+        return None
+    hkl = idx.astype(np.int64)
+    lo = hkl.min(axis=0)
+    hi = hkl.max(axis=0)
+    ranges = hi - lo + 1
+    F = np.zeros(tuple(int(r) + 1 for r in ranges), dtype=np.float64)
+    flat = np.ravel_multi_index(tuple((hkl - lo).T), F.shape)
+    if np.unique(flat).size != flat.size:
+        return None  # repeated reflections: the last one wins, done line by line
+    if default_F != 0.0:
+        F[: ranges[0], : ranges[1], : ranges[2]] = default_F
+    F.reshape(-1)[flat] = table[:, 3]
+    return HKLGrid(int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]), int(lo[2]), int(hi[2]), F,
+                   int(table.shape[0]), [])
 
 
 def fdump_bytes(grid: HKLGrid) -> bytes:
