@@ -75,3 +75,11 @@ def main():  # pragma: no cover - entry point
 
 def nanobragg_main():  # pragma: no cover - entry point
     nanobragg()
+from .scan_cmd import scan as _scan  # noqa: E402
+nbnumba.add_command(_scan)
+from .gradients_cmd import gradients as _gradients  # noqa: E402
+nbnumba.add_command(_gradients)
+from .gradients_cmd import refine as _refine  # noqa: E402
+nbnumba.add_command(_refine)
+from .compare_cmd import compare as _compare  # noqa: E402
+nbnumba.add_command(_compare)
