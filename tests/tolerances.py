@@ -1,0 +1,41 @@
+"""Named tolerances used across the test suite (one per compared quantity).
+
+Change one of these only with a written reason: a test that needs a looser
+value than listed here has found a difference to explain, not to hide.
+"""
+
+# float image of nbnumba vs itself under a change that must not alter the physics
+# (e.g. a different tiling); relative
+FLOAT_IMAGE_RTOL = 1e-6
+
+# CPU kernel vs CUDA kernel, both float64, same prepared arrays; relative.
+# The two backends run the same scalar physics source; only the compiler's
+# floating-point contraction may differ.
+CPU_CUDA_RTOL = 1e-12
+# absolute floor for pixels that are zero (or tiny) in both images, photons
+CPU_CUDA_ATOL = 1e-30
+
+# spec-mode float32 kernel vs float64 kernel; relative to the image maximum
+# (single precision on Miller indices of ~10 carries ~1e-6 relative error,
+# which a sharp sincg lattice factor amplifies)
+FLOAT32_VS_FLOAT64_RTOL = 2e-3
+
+# detector geometry vectors (pix0, beam centres) in metres
+GEOMETRY_ATOL_M = 1e-9
+# unit vectors (fdet, sdet, odet, beam ...), dimensionless
+UNIT_VECTOR_ATOL = 1e-12
+# angles in radians
+ANGLE_ATOL_RAD = 1e-12
+
+# independent plain-numpy reference vs the kernel, per pixel; relative
+REFERENCE_RTOL = 1e-9
+# absolute floor for the reference comparison (photons); pixel values are
+# far above this wherever the crystal scatters
+REFERENCE_ATOL = 1e-25
+
+# the float image is stored in single precision: rounding a double to float32
+# moves it by at most half an ulp, 2**-24 relative
+FLOAT32_STORAGE_RTOL = 2.0 ** -24
+
+# solid angle (steradian) relative
+SOLID_ANGLE_RTOL = 1e-12
