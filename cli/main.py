@@ -75,6 +75,8 @@ def main():  # pragma: no cover - entry point
 
 def nanobragg_main():  # pragma: no cover - entry point
     nanobragg()
+from .bench_cmd import bench as _bench
+nbnumba.add_command(_bench)
 from .scan_cmd import scan as _scan  # noqa: E402
 nbnumba.add_command(_scan)
 from .gradients_cmd import gradients as _gradients  # noqa: E402

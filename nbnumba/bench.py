@@ -659,5 +659,34 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown_report(result: dict) -> str:
+    """Main table, spec/parity and float32/float64 table, compile time and memory."""
+    out = [markdown_table(result)]
+    parity = {r["name"]: r for r in result["results"] if r["group"] in ("W1", "W2")}
+    if result.get("variants"):
+        out += ["", "| workload | mode | dtype | ours, kernel (s) | ours, command (s) |", "|---|---|---|---|---|"]
+        for name, r in parity.items():
+            out.append(f"| {name} | parity | float64 | {_num(r['ours_kernel']['median_s'])} | "
+                       f"{_num(r['ours_command']['median_s'])} |")
+            for v in result["variants"]:
+                if v["workload"] == name:
+                    out.append(f"| {name} | {v['mode']} | {v['dtype']} | {_num(v['ours_kernel']['median_s'])} | "
+                               f"{_num(v['ours_command']['median_s'])} |")
+    comp = result.get("compile")
+    if comp:
+        line = (f"First run with an empty Numba cache: command {_num(comp['command_cold_s'], 2)} s "
+                f"(cached: {_num(comp['command_warm_s'], 2)} s, so about {_num(comp['command_compile_s'], 1)} s "
+                "of compilation)")
+        if "kernel_compile_s" in comp:
+            line += (f"; first simulate() call {_num(comp['kernel_first_call_s'], 2)} s, second "
+                     f"{_num(comp['kernel_second_call_s'], 3)} s")
+        out += ["", line + "."]
+    rss = result.get("peak_rss_kb") or {}
+    if rss.get("ours_command"):
+        out += ["", f"Peak resident memory (largest case): ours {rss['ours_command'] / 1024:.0f} MiB"
+                + (f", C {rss['c'] / 1024:.0f} MiB." if rss.get("c") else ".")]
+    return "\n".join(out)
+
+
 def _num(x, digits=3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"

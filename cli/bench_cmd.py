@@ -1,0 +1,55 @@
+"""``nbnumba bench``: time our kernel and command against the C nanoBragg."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+
+def _workloads(ctx, param, value):
+    from nbnumba.bench import WORKLOADS
+
+    names = [w.strip() for w in value.split(",") if w.strip()]
+    bad = [w for w in names if w not in WORKLOADS]
+    if bad or not names:
+        raise click.BadParameter(f"choose from {','.join(WORKLOADS)} (comma separated), not {value!r}")
+    return tuple(names)
+
+
+@click.command(name="bench")
+@click.option("--quick", is_flag=True, help="Small sizes, 1 repeat, W3 as a 64x64 ROI only (what CI runs).")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Runs per measurement (medians are reported); --quick uses 1.")
+@click.option("--w3-repeats", type=click.IntRange(min=1), default=None,
+              help="Runs for W3 (default: --repeats).")
+@click.option("--workloads", default="W1,W2,W3,scaling", show_default=True, callback=_workloads,
+              help="Comma-separated subset of W1,W2,W3,scaling.")
+@click.option("--threads", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1,
+              show_default="all cores", help="Threads for ours (NUMBA_NUM_THREADS) and C (OMP_NUM_THREADS).")
+@click.option("--c-bin", type=click.Path(dir_okay=False), envvar="NB_C_BIN", default=None,
+              show_default="$NB_C_BIN", help="The C nanoBragg program; without it C is not measured.")
+@click.option("--backend", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=os.path.join("bench", "results"),
+              show_default=True, help="Folder for <backend>-<date>.json and .png.")
+@click.option("--no-compile", is_flag=True, help="Skip the cold-cache compile measurement.")
+def bench(quick, repeats, w3_repeats, workloads, threads, c_bin, backend, out_dir, no_compile):
+    """Benchmark nbnumba (kernel and whole command) against the C nanoBragg.
+
+    C and our command alternate run by run; medians and the ratio C time /
+    our time (above 1: nbnumba is faster) are printed and saved as JSON, with
+    a PNG plot when matplotlib is installed.
+    """
+    from nbnumba.bench import BenchError, Settings, markdown_report, output_stem, run_benchmarks, write_results
+
+    settings = Settings(quick=quick, repeats=repeats, threads=threads, c_bin=c_bin or None, backend=backend,
+                        workloads=workloads, w3_repeats=w3_repeats, compile=not no_compile)
+    try:
+        result = run_benchmarks(settings, log=click.echo)
+    except BenchError as exc:
+        click.echo(f"nbnumba bench: error: {exc}", err=True)
+        sys.exit(2)
+    write_results(result, out_dir, output_stem(settings), log=click.echo)
+    click.echo("")
+    click.echo(markdown_report(result))

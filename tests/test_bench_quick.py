@@ -1,0 +1,78 @@
+"""``nbnumba bench --quick`` (what CI runs): it works and its JSON has every key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from nbnumba_cli.main import nbnumba
+
+from nbnumba.bench import W3_INPUTS, build_cases, golden_inputs_dir, set_flag, w3_args
+
+TIMING_KEYS = {"median_s", "runs_s"}
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and x > 0
+
+
+def test_set_flag_replaces_and_appends():
+    args = ["-detpixels", "1024", "-N", "5"]
+    assert set_flag(args, "-detpixels", 64) == ["-detpixels", "64", "-N", "5"]
+    assert set_flag(args, "-phisteps", 3) == args + ["-phisteps", "3"]
+    assert args == ["-detpixels", "1024", "-N", "5"]
+
+
+def test_w3_drops_roi_and_floatfile():
+    if not all((golden_inputs_dir() / f).exists() for f in W3_INPUTS):
+        pytest.skip("golden corpus not available")
+    args = w3_args()
+    assert "-roi" not in args and "-floatfile" not in args and "-nonoise" not in args
+    assert args[args.index("-detpixels_x") + 1] == "2463"
+
+
+def test_cases_cover_the_series():
+    cases = build_cases(("W1", "W2", "scaling"), quick=False, threads=2)
+    groups = {c.group for c in cases}
+    assert groups == {"W1", "W2", "detector", "phisteps", "mosaic", "threads"}
+    assert [c.threads for c in cases if c.group == "threads"] == [1, 2]
+    assert all(a in c.argv for c in cases for a in ("-nonoise", "-nopgm", "-noprogress"))
+
+
+def test_bad_workload_is_a_usage_error():
+    r = CliRunner().invoke(nbnumba, ["bench", "--workloads", "W9"])
+    assert r.exit_code == 2
+    assert "W9" in r.output
+
+
+@pytest.mark.slow
+def test_bench_quick_writes_json(tmp_path, monkeypatch):
+    monkeypatch.delenv("NB_C_BIN", raising=False)
+    workloads = "W1,W2,scaling"
+    if all((golden_inputs_dir() / f).exists() for f in W3_INPUTS):
+        workloads = "W1,W2,W3,scaling"
+    r = CliRunner().invoke(nbnumba, ["bench", "--quick", "--threads", "2", "--workloads", workloads,
+                                     "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    files = list(tmp_path.glob("cpu-*-quick.json"))
+    assert len(files) == 1
+    data = json.loads(files[0].read_text())
+    assert data["schema"] == "nbnumba-bench/1"
+    for key in ("cpu_model", "cores", "python", "numba", "date"):
+        assert data["machine"][key]
+    assert data["settings"]["quick"] is True and data["settings"]["repeats"] == 1
+    names = {row["name"] for row in data["results"]}
+    assert {"W1", "W2", "detector-32", "phisteps-2", "mosaic-2", "threads-1", "threads-2"} <= names
+    for row in data["results"]:
+        assert TIMING_KEYS <= set(row["ours_kernel"]) and TIMING_KEYS <= set(row["ours_command"])
+        assert _positive(row["ours_kernel"]["median_s"]) and _positive(row["ours_command"]["median_s"])
+        assert _positive(row["ours_kernel"]["first_call_s"])
+        assert row["work"] > 0 and row["pixels"] > 0
+        assert row["c"] is None and row["ratio_command"] is None
+    assert {(v["mode"], v["dtype"]) for v in data["variants"]} == {("spec", "float64"), ("spec", "float32")}
+    assert all(_positive(v["ours_kernel"]["median_s"]) for v in data["variants"])
+    comp = data["compile"]
+    assert _positive(comp["command_cold_s"]) and _positive(comp["command_warm_s"])
+    assert _positive(data["peak_rss_kb"]["ours_command"])
+    assert "| W1 |" in r.output
