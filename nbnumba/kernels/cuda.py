@@ -38,6 +38,9 @@ def render_tile(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
     if rendered:
         image[t] = value
         omega[t] = omega_sum
+    else:
+        image[t] = 0.0
+        omega[t] = 0.0
 
 
 @cuda.jit
@@ -84,12 +87,19 @@ def render_cuda(prep, dtype: str = "float64", tile_pixels: int | None = None, pr
     first = prep.first_pixel_index
     consts = (d_fp, d_ip, d_sources, d_cells, d_cells_first, d_fhkl, d_mask, first)
 
+    # only the raster span of the ROI is launched
+    xmin, xmax, ymin, ymax = prep.roi
+    first_idx = max(ymin, 0) * prep.fpixels + max(xmin, 0)
+    last_idx = min(min(ymax, prep.spixels - 1) * prep.fpixels + min(xmax, prep.fpixels - 1) + 1, n)
+    if last_idx <= first_idx:
+        return np.zeros(n, dtype=np.float32), 0.0
+
     interp_stop = n
     from .. import physics
 
     if prep.config.mode == "parity" and prep.ip[physics.IP_INTERPOLATE]:
-        for start in range(0, n, tile):
-            count = min(tile, n - start)
+        for start in range(first_idx, last_idx, tile):
+            count = min(tile, last_idx - start)
             d_flags = cuda.device_array(count, dtype=np.int8)
             blocks = (count + threads_per_block - 1) // threads_per_block
             out_of_range_tile[blocks, threads_per_block](*consts, start, d_flags)
@@ -102,16 +112,14 @@ def render_cuda(prep, dtype: str = "float64", tile_pixels: int | None = None, pr
     omega_total = 0.0
     d_image = cuda.device_array(tile, dtype=np.float32)
     d_omega = cuda.device_array(tile, dtype=ft)
-    for start in range(0, n, tile):
-        count = min(tile, n - start)
+    for start in range(first_idx, last_idx, tile):
+        count = min(tile, last_idx - start)
         img_view = d_image[:count]
         om_view = d_omega[:count]
-        img_view[:] = 0
-        om_view[:] = 0
         blocks = (count + threads_per_block - 1) // threads_per_block
         render_tile[blocks, threads_per_block](*consts, interp_stop, prep.scale, start, img_view, om_view)
         image[start:start + count] = img_view.copy_to_host()
         omega_total += float(om_view.copy_to_host().sum(dtype=np.float64))
         if progress is not None:
-            progress((start + count) / n)
+            progress((start + count - first_idx) / max(last_idx - first_idx, 1))
     return image, omega_total

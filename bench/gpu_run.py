@@ -1,0 +1,183 @@
+"""One-shot GPU check: golden corpus on the CUDA backend and W1-W3 timings.
+
+Run on a machine with an NVIDIA GPU (``python bench/gpu_run.py --out DIR``);
+``--quick`` shrinks everything so the script itself can be checked under
+``NUMBA_ENABLE_CUDASIM=1``.  Writes ``gpu_results.json`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+W1 = "-default_F 100 -cell 100 100 100 90 90 90 -lambda 6.2 -N 5 -detpixels 1024 -pixel 0.1 -distance 100"
+W2 = ("-default_F 100 -cell 70 80 90 75 85 95 -lambda 1.0 -N 5 -detpixels 512 -pixel 0.1 -distance 100 "
+      "-misset 10 20 30 -mosaic 0.5 -mosaic_dom 5 -phi 0 -osc 90 -phisteps 9 -oversample 2")
+QUIET = " -nonoise -nopgm -noprogress"
+
+
+def w3_args(golden: Path) -> str:
+    case = json.loads((golden / "pilatus_roi" / "case.json").read_text())
+    args = list(case["args"])
+    i = args.index("-roi")
+    del args[i:i + 5]
+    i = args.index("-floatfile")
+    del args[i:i + 2]
+    return " ".join(args)
+
+
+def timed_kernel(cfg, backend, dtype, repeats):
+    from nbnumba import simulate
+
+    t = time.perf_counter()
+    first = simulate(cfg, backend=backend, dtype=dtype)
+    first_s = time.perf_counter() - t
+    kernel = []
+    for _ in range(repeats):
+        r = simulate(cfg, backend=backend, dtype=dtype)
+        kernel.append(r.timings["kernel_s"])
+    return first, first_s, float(np.median(kernel))
+
+
+def end_to_end(argv, workdir, repeats):
+    from nbnumba.runner import run_nanobragg
+
+    times = []
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        for _ in range(repeats):
+            buf = io.StringIO()
+            t = time.perf_counter()
+            with redirect_stdout(buf):
+                run_nanobragg(list(argv), out=buf)
+            times.append(time.perf_counter() - t)
+    finally:
+        os.chdir(cwd)
+    return float(np.median(times))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="bench/results")
+    ap.add_argument("--golden", default=str(HERE.parent.parent / "shared" / "golden"))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
+    ns = ap.parse_args()
+    out = Path(ns.out)
+    out.mkdir(parents=True, exist_ok=True)
+    golden = Path(ns.golden)
+
+    from numba import cuda
+
+    import nbnumba
+    from nbnumba.cargs import config_from_args
+    from nbnumba.golden import case_names, run_case
+
+    info = {"python": platform.python_version(), "numba": __import__("numba").__version__,
+            "nbnumba": nbnumba.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "simulator": bool(os.environ.get("NUMBA_ENABLE_CUDASIM"))}
+    try:
+        dev = cuda.get_current_device()
+        info["gpu"] = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+    except Exception as exc:  # pragma: no cover
+        info["gpu"] = f"unknown ({exc})"
+    try:
+        import numba_cuda
+
+        info["numba_cuda"] = numba_cuda.__version__
+    except Exception:
+        pass
+    results = {"machine": info, "golden": {}, "workloads": {}}
+    print(json.dumps(info), flush=True)
+
+    # ---- golden corpus, parity mode, CUDA backend
+    names = case_names(golden)
+    if ns.quick:
+        names = ["cubic_basic", "phi_carryover"]
+        extra = ["-roi", "0", "7", "0", "5"]
+    else:
+        extra = []
+    t0 = time.perf_counter()
+    for name in names:
+        try:
+            rep = run_case(name, golden=golden, mode="parity", extra_args=["-backend", "cuda"] + extra)
+            ok = rep.ok
+            detail = rep.details
+        except Exception as exc:
+            ok, detail = False, [repr(exc)]
+        results["golden"][name] = {"ok": bool(ok), "details": detail}
+        print(("PASS" if ok else "FAIL"), name, " | ".join(detail), flush=True)
+    results["golden_seconds"] = time.perf_counter() - t0
+    passed = sum(v["ok"] for v in results["golden"].values())
+    print(f"golden on cuda: {passed}/{len(names)} pass in {results['golden_seconds']:.1f} s", flush=True)
+
+    # ---- workloads
+    work = tempfile.mkdtemp(prefix="nbgpu_")
+    for f in ("A.mat", "scaled.hkl"):
+        shutil.copy(golden / "inputs" / f, Path(work) / f)
+    loads = {"W1": W1, "W2": W2, "W3": w3_args(golden)}
+    if ns.quick:
+        loads = {"W1": W1.replace("1024", "24"), "W2": W2.replace("512", "16"),
+                 "W3": w3_args(golden) + " -roi 1100 1107 1000 1005"}
+    reps = 1 if ns.quick else ns.repeats
+    cwd = os.getcwd()
+    for wname, wargs in loads.items():
+        argv = (wargs + QUIET).split()
+        os.chdir(work)
+        try:
+            cfg_p, _ = config_from_args(argv + ["-mode", "parity"])
+            cfg_s, _ = config_from_args(argv + ["-mode", "spec"])
+        finally:
+            os.chdir(cwd)
+        entry = {}
+        ref_cpu = None
+        cuda_spec64 = None
+        for label, cfg, backend, dtype in (
+            ("cpu_parity_f64", cfg_p, "cpu", "float64"),
+            ("cuda_parity_f64", cfg_p, "cuda", "float64"),
+            ("cuda_spec_f64", cfg_s, "cuda", "float64"),
+            ("cuda_spec_f32", cfg_s, "cuda", "float32"),
+        ):
+            r, first_s, med = timed_kernel(cfg, backend, dtype, reps)
+            entry[label] = {"kernel_s": med, "first_call_s": first_s}
+            if label == "cpu_parity_f64":
+                ref_cpu = r.image.astype(np.float64)
+            elif label == "cuda_parity_f64":
+                diff = np.abs(r.image - ref_cpu)
+                entry[label]["max_rel_vs_cpu"] = float((diff / np.maximum(np.abs(ref_cpu), 1e-30)).max())
+                entry[label]["identical_fraction_vs_cpu"] = float(np.mean(r.image == ref_cpu))
+            elif label == "cuda_spec_f32":
+                ref64 = cuda_spec64.astype(np.float64)
+                scale = max(float(np.abs(ref64).max()), 1e-30)
+                entry[label]["max_abs_err_over_max"] = float(np.abs(r.image - ref64).max() / scale)
+                rel = np.abs(r.image - ref64) / np.maximum(np.abs(ref64), 1e-30)
+                entry[label]["frac_within_1e-4_rel"] = float(np.mean(rel <= 1e-4))
+            if label == "cuda_spec_f64":
+                cuda_spec64 = r.image
+            print(wname, label, json.dumps(entry[label]), flush=True)
+        entry["cuda_end_to_end_s"] = end_to_end(argv + ["-mode", "parity", "-backend", "cuda"], work, reps)
+        entry["cpu_end_to_end_s"] = end_to_end(argv + ["-mode", "parity"], work, reps)
+        print(wname, "end to end cuda %.3f s, cpu %.3f s" % (entry["cuda_end_to_end_s"], entry["cpu_end_to_end_s"]),
+              flush=True)
+        results["workloads"][wname] = entry
+    (out / "gpu_results.json").write_text(json.dumps(results, indent=2))
+    print("wrote", out / "gpu_results.json")
+
+
+if __name__ == "__main__":
+    main()
