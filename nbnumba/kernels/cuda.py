@@ -12,7 +12,11 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import cuda
+
+if not hasattr(np, "row_stack"):  # numpy >= 2.5 removed it; numba-cuda 0.30 still registers it
+    np.row_stack = np.vstack
+
+from numba import cuda  # noqa: E402
 
 from ..compile import cuda_functions
 
