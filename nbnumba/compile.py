@@ -25,6 +25,14 @@ def _physics_function_names() -> list[str]:
     ]
 
 
+# small leaf functions that the CPU build inlines at the Numba level (LLVM
+# does not inline them across Numba's calling convention on its own)
+CPU_INLINE = frozenset({"sinpi_small", "sincg_reduced", "sincg", "sinc3", "unit3", "cross3", "dot3",
+                        "norm3", "nearest_structure_factor", "subpixel_position", "render_pixel",
+                        "render_raster_pixel", "lattice_factor", "interpolation_out_of_range",
+                        "rotate_about_axis"})
+
+
 def _build(decorate) -> types.SimpleNamespace:
     namespace = dict(vars(physics))
     compiled = {}
@@ -34,7 +42,7 @@ def _build(decorate) -> types.SimpleNamespace:
         clone.__qualname__ = fn.__qualname__
         clone.__module__ = fn.__module__
         clone.__doc__ = fn.__doc__
-        compiled[name] = decorate(clone)
+        compiled[name] = decorate(clone, name)
         namespace[name] = compiled[name]
     return types.SimpleNamespace(**compiled)
 
@@ -44,7 +52,11 @@ def cpu_functions() -> types.SimpleNamespace:
     """The physics compiled with ``numba.njit`` (CPU)."""
     from numba import njit
 
-    return _build(lambda fn: njit(fn, cache=False, nogil=True))
+    def decorate(fn, name):
+        inline = "always" if name in CPU_INLINE else "never"
+        return njit(fn, cache=False, nogil=True, error_model="numpy", _nrt=False, inline=inline)
+
+    return _build(decorate)
 
 
 @functools.cache
@@ -52,4 +64,4 @@ def cuda_functions() -> types.SimpleNamespace:
     """The physics compiled with ``numba.cuda.jit(device=True)``."""
     from numba import cuda
 
-    return _build(lambda fn: cuda.jit(fn, device=True))
+    return _build(lambda fn, name: cuda.jit(fn, device=True))

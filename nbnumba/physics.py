@@ -180,7 +180,7 @@ def sincg_reduced(h, h0, n):
         nd = n * d
         m = int(math.floor(nd + 0.5))
         u = sinpi_small(nd - m) / sinpi_small(d)
-    if ((int(n) - 1) * h0 + m) % 2 != 0:
+    if ((int(n) - 1) * h0 + m) & 1:
         return -u
     return u
 
@@ -491,37 +491,25 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                         )
                         # C re-normalises the diffracted vector in place here
                         dx, dy, dz = unit3(dx, dy, dz)
+                    cell_table = cells
+                    if fresh:
+                        cell_table = cells_first
                     for phi_tic in range(phisteps):
                         for mos in range(domains):
-                            if fresh:
-                                ax = cells_first[phi_tic, mos, 0]
-                                ay = cells_first[phi_tic, mos, 1]
-                                az = cells_first[phi_tic, mos, 2]
-                                bx = cells_first[phi_tic, mos, 3]
-                                by = cells_first[phi_tic, mos, 4]
-                                bz = cells_first[phi_tic, mos, 5]
-                                cx = cells_first[phi_tic, mos, 6]
-                                cy = cells_first[phi_tic, mos, 7]
-                                cz = cells_first[phi_tic, mos, 8]
-                            else:
-                                ax = cells[phi_tic, mos, 0]
-                                ay = cells[phi_tic, mos, 1]
-                                az = cells[phi_tic, mos, 2]
-                                bx = cells[phi_tic, mos, 3]
-                                by = cells[phi_tic, mos, 4]
-                                bz = cells[phi_tic, mos, 5]
-                                cx = cells[phi_tic, mos, 6]
-                                cy = cells[phi_tic, mos, 7]
-                                cz = cells[phi_tic, mos, 8]
-                            h = ax * sx + ay * sy + az * sz
-                            k = bx * sx + by * sy + bz * sz
-                            l = cx * sx + cy * sy + cz * sz
+                            h = (cell_table[phi_tic, mos, 0] * sx + cell_table[phi_tic, mos, 1] * sy
+                                 + cell_table[phi_tic, mos, 2] * sz)
+                            k = (cell_table[phi_tic, mos, 3] * sx + cell_table[phi_tic, mos, 4] * sy
+                                 + cell_table[phi_tic, mos, 5] * sz)
+                            l = (cell_table[phi_tic, mos, 6] * sx + cell_table[phi_tic, mos, 7] * sy
+                                 + cell_table[phi_tic, mos, 8] * sz)
                             h0 = int(math.ceil(h - 0.5))
                             k0 = int(math.ceil(k - 0.5))
                             l0 = int(math.ceil(l - 0.5))
-                            if skip_zero_f and not interpolate and pass_kind == PASS_RENDER:
+                            f_near = default_f
+                            if not interpolate:
+                                f_near = nearest_structure_factor(h0, k0, l0, fhkl, ip, default_f)
                                 # a zero structure factor adds nothing: skip the lattice factor
-                                if nearest_structure_factor(h0, k0, l0, fhkl, ip, default_f) == 0.0:
+                                if skip_zero_f and f_near == 0.0 and pass_kind == PASS_RENDER:
                                     continue
                             f_latt = lattice_factor(shape, h, k, l, h0, k0, l0, fp, exact_sincg)
                             if f_latt == 0.0 and water == 0.0:
@@ -542,7 +530,7 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                             elif interpolate:
                                 f_cell = interpolated_structure_factor(h, k, l, fhkl, ip)
                             else:
-                                f_cell = nearest_structure_factor(h0, k0, l0, fhkl, ip, default_f)
+                                f_cell = f_near
                             contribution = f_cell * f_cell * f_latt * f_latt
                             if weight_once:
                                 if os_thick:

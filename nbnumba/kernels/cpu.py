@@ -14,7 +14,7 @@ render_raster_pixel = _phys.render_raster_pixel
 raster_pixel_out_of_range = _phys.raster_pixel_out_of_range
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def render_image_cpu(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
                      interp_stop, scale, image):
     """Render pixels ``0 .. image.size-1`` (raster order) into the flat float32 ``image``.
@@ -32,7 +32,7 @@ def render_image_cpu(fp, ip, sources, cells, cells_first, fhkl, mask, first_inde
     return omega_total
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def find_out_of_range_cpu(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
                           out_of_range):
     """Flag pixels whose interpolation stencil leaves the HKL grid."""
