@@ -163,26 +163,29 @@ def sinpi_small(t):
 
 
 def sincg_reduced(h, h0, n):
-    """``sincg(pi h, n)`` for integer ``n``, from the offset to the nearest integer.
+    """``sincg(pi h, n)`` for integer ``n`` as a ``(numerator, denominator)`` pair.
 
     With ``h = h0 + d`` (``|d| <= 1/2``), ``n d = m + f`` (``|f| <= 1/2``) and
     ``n`` an integer, ``sin(n pi h) / sin(pi h)`` equals
     ``(-1)**((n-1) h0 + m) * sin(pi f) / sin(pi d)``: both sines take arguments
     within ``[-pi/2, pi/2]`` and are evaluated inline by :func:`sinpi_small`.
-    The result agrees with C's direct formula to rounding (and is more
-    accurate than it for large ``h``, where ``pi h`` loses digits).
+    Returning the pair lets the caller divide once for all three axes.  The
+    ratio agrees with C's direct formula to rounding (and is more accurate
+    than it for large ``h``, where ``pi h`` loses digits).
     """
     d = h - h0
     if d == 0.0:
-        u = n
+        num = n
+        den = 1.0
         m = 0
     else:
         nd = n * d
         m = int(math.floor(nd + 0.5))
-        u = sinpi_small(nd - m) / sinpi_small(d)
+        num = sinpi_small(nd - m)
+        den = sinpi_small(d)
     if ((int(n) - 1) * h0 + m) & 1:
-        return -u
-    return u
+        return -num, den
+    return num, den
 
 
 def sinc3(x):
@@ -237,12 +240,21 @@ def lattice_factor(shape, h, k, l, h0, k0, l0, fp, exact):
             if nc > 1:
                 f_latt *= sincg(math.pi * l, nc)
         else:
+            num = 1.0
+            den = 1.0
             if na > 1:
-                f_latt *= sincg_reduced(h, h0, na)
+                an, ad = sincg_reduced(h, h0, na)
+                num *= an
+                den *= ad
             if nb > 1:
-                f_latt *= sincg_reduced(k, k0, nb)
+                bn, bd = sincg_reduced(k, k0, nb)
+                num *= bn
+                den *= bd
             if nc > 1:
-                f_latt *= sincg_reduced(l, l0, nc)
+                cn, cd = sincg_reduced(l, l0, nc)
+                num *= cn
+                den *= cd
+            f_latt = num / den
         return f_latt
     dh = h - h0
     dk = k - k0
