@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import SimConfig
-from .errors import InputFileError, UsageError
+from .errors import InputFileError
 from .flags import Parsed, parse_argv
 
 RTD = 180.0 * (1.0 / math.pi)
@@ -412,7 +412,9 @@ def interpret(parsed: Parsed, mode: str, base: SimConfig | None = None):
                     continue
             elif occ.flag.name not in owners:
                 continue
-            if need and not argc > i + need:
+            # C's "enough arguments follow" guard; in spec mode the parser has
+            # already checked the values, and switches need no argument after them
+            if parity and need and not argc > i + need:
                 continue
             if action is None:
                 continue

@@ -786,8 +786,11 @@ def build_sources(c, beam, polar_vector, vert_vector, hdivsteps, hdivrange, hdiv
                 vdiv = vdivstep * vdiv_tic - vdivrange / 2.0
                 if c.round_div:
                     with np.errstate(divide="ignore", invalid="ignore"):
-                        test = np.float64(hdiv * hdiv - hdivstep * hdivstep / 4.0 * (1 - hdivsteps % 2)) / np.float64(hdivrange) / hdivrange
-                        test += np.float64(vdiv * vdiv - vdivstep * vdivstep / 4.0 * (1 - vdivsteps % 2)) / np.float64(vdivrange) / vdivrange
+                        h_term = hdiv * hdiv - hdivstep * hdivstep / 4.0 * (1 - hdivsteps % 2)
+                        v_term = vdiv * vdiv - vdivstep * vdivstep / 4.0 * (1 - vdivsteps % 2)
+                        # numpy scalars: a zero range gives inf/nan (as in C), not an exception
+                        test = np.float64(h_term) / np.float64(hdivrange) / hdivrange
+                        test += np.float64(v_term) / np.float64(vdivrange) / vdivrange
                     if test * 4.0 > 1.1:
                         continue
                 divsteps += 1

@@ -111,7 +111,6 @@ def run_nanobragg(argv, out=None, mode: str | None = None) -> int:
     say("pivoting detector around " + ("sample" if info["pivot"] == "sample" else "direct beam spot"))
     for m in prep.messages:
         say(m)
-    a, b, c_ = info["cell_A"][:3], info["cell_A"][3], info["cell_A"][4]
     cell = info["cell_A"]
     say("Unit Cell: " + " ".join(c_g(v) for v in cell))
     say(f"volume = {c_g(info['V_cell'])} A^3")

@@ -18,11 +18,6 @@ MM = 1e-3
 BASE = ["-default_F", "1", "-cell", "100", "100", "100", "-detpixels", "64", "-pixel", "0.1"]
 MODES = ["spec", "parity"]
 
-CURVED_LAST_BUG = (
-    "BUG (spec mode): -curved_det given as the last argument is ignored. cargs.RULES keeps C's "
-    "'argc > i+1' guard for this switch in spec mode too, so `... -curved_det` renders a flat detector; "
-    "Spec A: '-curved_det: switch only; no argument used'"
-)
 
 
 @pytest.fixture(autouse=True)
@@ -522,7 +517,6 @@ def test_mosaic_domain_auto_selection():
     assert info(["-mosaic", "0.5", "-mosaic_domains", "4"])["mosaic_domains"] == 4
 
 
-@pytest.mark.xfail(strict=True, reason=CURVED_LAST_BUG)
 def test_curved_det_as_last_argument_spec_mode():
     cfg, _ = config_from_args(BASE + ["-curved_det"], mode="spec")
     assert cfg.curved_detector
