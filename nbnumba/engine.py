@@ -178,43 +178,64 @@ def rendered_mask(prep: Prepared) -> np.ndarray:
     return out
 
 
+STATS_BLOCK_ROWS = 256  # rows per block when summing, to keep temporaries small
+
+
 def statistics(prep: Prepared, image: np.ndarray, omega_total: float) -> Statistics:
     """C's statistics from the float32 image, shape (spixels, fpixels).
 
-    Sums are taken in float64 (numpy's pairwise summation; C sums in raster
-    order, which agrees to the printed precision).
+    Sums are taken in float64 over blocks of rows (numpy's pairwise
+    summation inside a block; C sums in raster order, which agrees to the
+    printed precision).
     """
-    sl = roi_slices(prep)
-    roi = image[sl]
+    rows, cols = roi_slices(prep)
+    mask2d = None
     if prep.config.mask is not None:
-        keep = prep.mask.reshape(prep.spixels, prep.fpixels)[sl] != 0
-        vals = roi[keep]
-    else:
-        keep = None
-        vals = roi.reshape(-1)
-    sumn = int(vals.size)
+        mask2d = prep.mask.reshape(prep.spixels, prep.fpixels)
+    total = sumsqr = 0.0
+    sumn = 0
     max_I = 0.0
-    max_x = max_y = 0.0
-    if sumn:
+    max_at = None
+    for r0 in range(rows.start, rows.stop, STATS_BLOCK_ROWS):
+        r1 = min(r0 + STATS_BLOCK_ROWS, rows.stop)
+        block = image[r0:r1, cols].astype(np.float64)
+        if mask2d is not None:
+            keep = mask2d[r0:r1, cols] != 0
+            vals = block[keep]
+        else:
+            keep = None
+            vals = block.reshape(-1)
+        if vals.size == 0:
+            continue
+        sumn += int(vals.size)
+        total += float(np.sum(vals))
+        sumsqr += float(np.dot(vals, vals))
         k = int(np.argmax(vals))
-        if float(vals[k]) > 0.0:
+        if float(vals[k]) > max_I:
             max_I = float(vals[k])
             if keep is None:
-                r, col = divmod(k, roi.shape[1])
+                r, col = divmod(k, block.shape[1])
             else:
                 r, col = np.argwhere(keep)[k]
-            spixel, fpixel = sl[0].start + int(r), sl[1].start + int(col)
-            os_ = prep.info["oversample"]
-            sub = prep.info["pixel_size"] / os_
-            max_x = sub * (fpixel * os_ + os_ - 1) + sub / 2.0
-            max_y = sub * (spixel * os_ + os_ - 1) + sub / 2.0
-    total = float(np.sum(vals, dtype=np.float64))
-    sumsqr = float(np.sum(np.square(vals, dtype=np.float64)))
+            max_at = (r0 + int(r), cols.start + int(col))
+    max_x = max_y = 0.0
+    if max_at is not None:
+        spixel, fpixel = max_at
+        os_ = prep.info["oversample"]
+        sub = prep.info["pixel_size"] / os_
+        max_x = sub * (fpixel * os_ + os_ - 1) + sub / 2.0
+        max_y = sub * (spixel * os_ + os_ - 1) + sub / 2.0
     avg = total / (sumn if sumn > 0 else 1)
     rms = math.sqrt(sumsqr / ((sumn if sumn > 1 else 2) - 1))
     # C's deviation loop covers the whole ROI, masked pixels included
-    n_roi = roi.size
-    dev = float(np.sum(np.square(roi.astype(np.float64) - avg)))
+    dev = 0.0
+    n_roi = 0
+    for r0 in range(rows.start, rows.stop, STATS_BLOCK_ROWS):
+        r1 = min(r0 + STATS_BLOCK_ROWS, rows.stop)
+        block = image[r0:r1, cols].astype(np.float64).reshape(-1)
+        block -= avg
+        dev += float(np.dot(block, block))
+        n_roi += block.size
     rmsd = math.sqrt(dev / ((n_roi if n_roi > 1 else 2) - 1))
     return Statistics(max_I=max_I, max_I_x=max_x, max_I_y=max_y, mean=avg, rms=rms, rmsd=rmsd,
                       omega_sum=float(omega_total) / prep.steps, rendered=sumn)

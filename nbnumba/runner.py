@@ -59,21 +59,22 @@ def smv_header_values(result: SimResult) -> dict:
     )
 
 
-def int_image(result: SimResult, scale: float, adc: float) -> np.ndarray:
+def int_image(result: SimResult, scale: float, adc: float, block_rows: int = 256) -> np.ndarray:
     """Noiseless SMV pixels: ``floor(v * scale + adc + 0.5)`` clipped, ROI only."""
     from .engine import roi_slices
 
     prep = result.prepared
-    sl = roi_slices(prep)
-    test = result.image[sl].astype(np.float64)
-    test *= scale
-    test += adc
-    np.clip(test, 0.0, 65535.0, out=test)
-    test += 0.5
-    # C rounds with floorf, i.e. after converting to single precision
-    rounded = np.floor(test.astype(np.float32))
+    rows, cols = roi_slices(prep)
     out = np.zeros((prep.spixels, prep.fpixels), dtype=np.uint16)
-    out[sl] = rounded.astype(np.uint16)
+    for r0 in range(rows.start, rows.stop, block_rows):
+        r1 = min(r0 + block_rows, rows.stop)
+        test = result.image[r0:r1, cols].astype(np.float64)
+        test *= scale
+        test += adc
+        np.clip(test, 0.0, 65535.0, out=test)
+        test += 0.5
+        # C rounds with floorf, i.e. after converting to single precision
+        out[r0:r1, cols] = np.floor(test.astype(np.float32)).astype(np.uint16)
     return out
 
 

@@ -21,7 +21,8 @@ def atomic_write(path, chunks: bytes | Iterable[bytes]) -> None:
     """Write bytes to `path` so that no partially written file is ever visible.
 
     The data go to a temporary file in the destination directory, which is
-    flushed, synced and then renamed over `path` with :func:`os.replace`.
+    flushed and then renamed over `path` with :func:`os.replace` (no fsync:
+    the rename is what keeps a failed or interrupted write invisible).
     The file gets the permissions a plain ``fopen`` would give it
     (``0666`` less the umask).
 
@@ -49,7 +50,6 @@ def atomic_write(path, chunks: bytes | Iterable[bytes]) -> None:
             for chunk in chunks:
                 handle.write(chunk)
             handle.flush()
-            os.fsync(handle.fileno())
         os.replace(tmp, path)
         tmp = None
     except OSError as exc:

@@ -29,7 +29,7 @@ def write_float_image(path, image) -> None:
         If the file cannot be written.
     """
     data = np.ascontiguousarray(np.asarray(image), dtype="<f4")
-    atomic_write(path, data.tobytes())
+    atomic_write(path, memoryview(data.reshape(-1)).cast("B"))
 
 
 def read_float_image(path, fpixels: int, spixels: int) -> np.ndarray:

@@ -228,10 +228,8 @@ def read_hkl(path, default_F: float = 0.0) -> HKLGrid:
     return HKLGrid(h_min, h_max, k_min, k_max, l_min, l_max, F, hkls, messages)
 
 
-_PLAIN_HKL = re.compile(
-    r"(?:[ \t]*[+-]?\d+[ \t]+[+-]?\d+[ \t]+[+-]?\d+[ \t]+[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ \t]*\r?\n"
-    r"|[ \t]*\r?\n)*"
-    r"(?:[ \t]*[+-]?\d+[ \t]+[+-]?\d+[ \t]+[+-]?\d+[ \t]+[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ \t]*)?"
+_PLAIN_HKL_LINE = re.compile(
+    r"[ \t]*(?:[+-]?\d+[ \t]+[+-]?\d+[ \t]+[+-]?\d+[ \t]+[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[ \t]*)?\r?"
 )
 
 
@@ -240,8 +238,10 @@ def _read_plain_hkl(text: str, default_F: float) -> HKLGrid | None:
     per line, no repeated reflection.  Returns None for anything else, which
     the line-by-line C emulation then handles (with its warnings and errors).
     """
-    if not _PLAIN_HKL.fullmatch(text):
-        return None
+    match = _PLAIN_HKL_LINE.fullmatch
+    for line in text.split("\n"):
+        if not match(line):
+            return None
     values = np.array(text.split(), dtype=np.float64)
     if values.size == 0 or values.size % 4:
         return None

@@ -209,8 +209,8 @@ def write_smv(path, data_uint16_2d, header_values: SMVHeader | dict[str, Any]) -
         raise ValueError(f"SIZE1={size1}, SIZE2={size2} disagree with data shape {data.shape}")
     h = SMVHeader(**{**h.__dict__, "size1": size1, "size2": size2})
     header = format_smv_header(h)
-    body = np.ascontiguousarray(data, dtype="<u2").tobytes()
-    atomic_write(path, (header, body))
+    body = np.ascontiguousarray(data, dtype="<u2")
+    atomic_write(path, (header, memoryview(body.reshape(-1)).cast("B")))
 
 
 def smv_value(header_text: str, keyword: str) -> float:
