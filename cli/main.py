@@ -5,6 +5,7 @@ Heavy imports (numpy, numba) happen inside the commands, so ``-h`` is fast.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -28,6 +29,19 @@ def _print_help() -> None:
     click.echo(help_text())
 
 
+def _lean_startup() -> None:
+    """Start-up trims for the one-shot nanoBragg process.
+
+    Numba probes SciPy's BLAS when it loads compiled code (about 0.2 s); the
+    renderer uses no linear algebra, so the probe is answered "absent" here.
+    OpenBLAS threads would only compete with the kernel's threads.
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if "scipy" not in sys.modules:
+        sys.modules.setdefault("scipy.linalg.cython_blas", None)
+        sys.modules.setdefault("scipy.linalg.cython_lapack", None)
+
+
 def run_command_line(args) -> None:
     """Run a nanoBragg command line; errors become one line and exit 2."""
     args = list(args)
@@ -36,6 +50,7 @@ def run_command_line(args) -> None:
         if not args:
             sys.exit(1)
         return
+    _lean_startup()
     from nbnumba.errors import NbnumbaError
 
     try:
