@@ -136,14 +136,18 @@ def run_nanobragg(argv, out=None, mode: str | None = None) -> int:
     say(f"  Fbeam={c_g(info['Fbeam'])} Sbeam={c_g(info['Sbeam'])}")
     say(f"  Xclose={c_g(info['Xclose'])} Yclose={c_g(info['Yclose'])}")
     say(f"  Fclose={c_g(info['Fclose'])} Sclose={c_g(info['Sclose'])}")
-    say(f"  backend: {run.backend}, dtype: {run.dtype}")
+    from .engine import resolve_backend
+
+    backend = resolve_backend(run.backend)
+    chosen = f"{backend} (chosen by -backend auto)" if run.backend == "auto" else backend
+    say(f"  backend: {chosen}, dtype: {run.dtype}")
 
     progress = None
     if run.progress:
         def progress(frac):
             print(f"{int(frac * 100)}% done", file=out, flush=True)
 
-    result = simulate(cfg, backend=run.backend, dtype=run.dtype, nthreads=run.nthreads,
+    result = simulate(cfg, backend=backend, dtype=run.dtype, nthreads=run.nthreads,
                       prepared=prep, progress=progress)
     st = result.stats
     say("")
