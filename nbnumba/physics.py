@@ -83,6 +83,9 @@ IP_INTERP_PARITY = 28  # 1: out-of-range switches interpolation off for good
 IP_EXACT_SINCG = 29  # 1: sin(N x)/sin(x) exactly as C evaluates it
 IP_SIZE = 30
 
+# largest cell count for which sincg_reduced uses the Chebyshev recurrence
+CHEBYSHEV_MAX_N = 8
+
 # crystal shapes
 SHAPE_SQUARE = 0
 SHAPE_ROUND = 1
@@ -162,30 +165,55 @@ def sinpi_small(t):
     return t * p
 
 
-def sincg_reduced(h, h0, n):
-    """``sincg(pi h, n)`` for integer ``n`` as a ``(numerator, denominator)`` pair.
+def cospi_small(t):
+    """``cos(pi t)`` for ``|t| <= 1/2`` by its Taylor series (Horner form)."""
+    x2 = t * t
+    p = 3.6047307974625009339e-9
+    p = p * x2 - 1.3878952462213772114e-7
+    p = p * x2 + 4.3030695870329470073e-6
+    p = p * x2 - 0.00010463810492484570712
+    p = p * x2 + 0.0019295743094039230479
+    p = p * x2 - 0.025806891390014060013
+    p = p * x2 + 0.23533063035889320454
+    p = p * x2 - 1.3352627688545894959
+    p = p * x2 + 4.0587121264167682182
+    p = p * x2 - 4.9348022005446793094
+    return p * x2 + 1.0
 
-    With ``h = h0 + d`` (``|d| <= 1/2``), ``n d = m + f`` (``|f| <= 1/2``) and
-    ``n`` an integer, ``sin(n pi h) / sin(pi h)`` equals
-    ``(-1)**((n-1) h0 + m) * sin(pi f) / sin(pi d)``: both sines take arguments
-    within ``[-pi/2, pi/2]`` and are evaluated inline by :func:`sinpi_small`.
-    Returning the pair lets the caller divide once for all three axes.  The
-    ratio agrees with C's direct formula to rounding (and is more accurate
-    than it for large ``h``, where ``pi h`` loses digits).
+
+def sincg_reduced(h, h0, n):
+    """``|sincg(pi h, n)|`` for integer ``n`` as a ``(numerator, denominator)`` pair.
+
+    With ``h = h0 + d`` (``|d| <= 1/2``) and ``n`` an integer,
+    ``sin(n pi h) / sin(pi h) = +/- sin(n pi d) / sin(pi d)``.  For small ``n``
+    the ratio is the Chebyshev polynomial ``U_{n-1}(cos(pi d))`` (one cosine,
+    a short recurrence, no division); otherwise, with ``n d = m + f``
+    (``|f| <= 1/2``), it is ``+/- sin(pi f) / sin(pi d)``.  All sines and
+    cosines take arguments within ``[-pi/2, pi/2]`` and are evaluated inline.
+
+    The sign is left out: the lattice factor only enters the intensity
+    squared.  The magnitude agrees with C's direct formula to rounding (and
+    is more accurate than it for large ``h``, where ``pi h`` loses digits).
+    Returning a pair lets the caller divide once for all three axes.
     """
     d = h - h0
+    m = int(n)
+    if m <= CHEBYSHEV_MAX_N:
+        two_c = 2.0 * cospi_small(d)
+        u_prev = 1.0
+        u = two_c
+        if m == 1:
+            u = 1.0
+        for _ in range(m - 2):
+            u_next = two_c * u - u_prev
+            u_prev = u
+            u = u_next
+        return u, 1.0
     if d == 0.0:
-        num = n
-        den = 1.0
-        m = 0
-    else:
-        nd = n * d
-        m = int(math.floor(nd + 0.5))
-        num = sinpi_small(nd - m)
-        den = sinpi_small(d)
-    if ((int(n) - 1) * h0 + m) & 1:
-        return -num, den
-    return num, den
+        return n, 1.0
+    nd = n * d
+    f = nd - math.floor(nd + 0.5)
+    return sinpi_small(f), sinpi_small(d)
 
 
 def sinc3(x):
@@ -224,7 +252,8 @@ def lattice_factor(shape, h, k, l, h0, k0, l0, fp, exact):
 
     ``(h0, k0, l0)`` is the nearest reciprocal-lattice point.  ``exact``
     evaluates the square-crystal factor with C's formula (bit-identical);
-    otherwise :func:`sincg_reduced` is used (needs integer cell counts).
+    otherwise :func:`sincg_reduced` is used (needs integer cell counts) and
+    the sign of the result is not kept, since only its square is used.
     """
     na = fp[FP_NA]
     nb = fp[FP_NB]
