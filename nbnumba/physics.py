@@ -146,14 +146,13 @@ def sincg(x, n):
 def sinpi_small(t):
     """``sin(pi t)`` for ``|t| <= 1/2`` by its Taylor series (Horner form).
 
-    Twelve terms reach full double precision on that interval; inline
-    arithmetic instead of a library call, on both backends.
+    Nine terms: the truncation error is below 5e-14 relative on that
+    interval, which keeps the lattice factor within about 1e-13 of C's value
+    (far below the float32 precision of the image) at a fraction of the cost
+    of a library call, on both backends.
     """
     x2 = t * t
-    p = -1.0518471716932064455e-11
-    p = p * x2 + 5.3926646626081284894e-10
-    p = p * x2 - 2.294842899726987311e-8
-    p = p * x2 + 7.9520540014755127848e-7
+    p = 7.9520540014755127848e-7
     p = p * x2 - 0.000021915353447830215827
     p = p * x2 + 0.00046630280576761256442
     p = p * x2 - 0.0073704309457143507773
