@@ -111,35 +111,48 @@ def simulate(config: SimConfig, backend: str = "cpu", dtype: str = "float64",
     t0 = time.perf_counter()
     prep = prepared if prepared is not None else prepare(config)
     t1 = time.perf_counter()
-    n = prep.fpixels * prep.spixels
-    if backend == "cpu":
-        from .kernels import cpu as kern
-
-        if nthreads is not None:
-            import numba
-
-            numba.set_num_threads(max(1, min(int(nthreads), numba.config.NUMBA_NUM_THREADS)))
-        args = _kernel_arrays(prep, dtype)
-        interp_stop = n
-        if config.mode == "parity" and prep.ip[_ip("IP_INTERPOLATE")]:
-            oor = np.zeros(n, dtype=np.int8)
-            kern.find_out_of_range_cpu(*args, prep.first_pixel_index, oor)
-            hits = np.flatnonzero(oor)
-            if hits.size:
-                interp_stop = int(hits[0])
-        image = np.zeros(n, dtype=np.float32)
-        omega_total = kern.render_image_cpu(*args, prep.first_pixel_index, interp_stop, prep.scale, image)
-    else:
-        from .kernels import cuda as kern
-
-        image, omega_total = kern.render_cuda(prep, dtype=dtype, tile_pixels=tile_pixels,
-                                              progress=progress)
+    image, omega_total = render_flat(prep, backend, dtype, nthreads=nthreads,
+                                     tile_pixels=tile_pixels, progress=progress)
     t2 = time.perf_counter()
     image = image.reshape(prep.spixels, prep.fpixels)
     stats = statistics(prep, image, omega_total)
     return SimResult(image=image, stats=stats,
                      prepared=prep, backend=backend,
                      timings={"prepare_s": t1 - t0, "kernel_s": t2 - t1})
+
+
+def render_flat(prep: Prepared, backend: str = "cpu", dtype: str = "float64",
+                out_dtype=np.float32, nthreads: int | None = None, tile_pixels: int | None = None,
+                progress=None) -> tuple[np.ndarray, float]:
+    """Run the kernel on a prepared run.
+
+    Returns the flat image (raster order) and the summed solid angle.  The
+    CPU backend can write the pixel values before C's float32 rounding
+    (``out_dtype=np.float64``, used by the finite-difference gradients); the
+    CUDA backend always returns float32.
+    """
+    n = prep.fpixels * prep.spixels
+    if backend == "cuda":
+        from .kernels import cuda as kern
+
+        return kern.render_cuda(prep, dtype=dtype, tile_pixels=tile_pixels, progress=progress)
+    from .kernels import cpu as kern
+
+    if nthreads is not None:
+        import numba
+
+        numba.set_num_threads(max(1, min(int(nthreads), numba.config.NUMBA_NUM_THREADS)))
+    args = _kernel_arrays(prep, dtype)
+    interp_stop = n
+    if prep.config.mode == "parity" and prep.ip[_ip("IP_INTERPOLATE")]:
+        oor = np.zeros(n, dtype=np.int8)
+        kern.find_out_of_range_cpu(*args, prep.first_pixel_index, oor)
+        hits = np.flatnonzero(oor)
+        if hits.size:
+            interp_stop = int(hits[0])
+    image = np.zeros(n, dtype=out_dtype)
+    omega_total = kern.render_image_cpu(*args, prep.first_pixel_index, interp_stop, prep.scale, image)
+    return image, omega_total
 
 
 def _ip(name):

@@ -211,7 +211,6 @@ def _render_flat(config: SimConfig, backend: str = "cpu", dtype: str = "float64"
     numbers :func:`nbnumba.simulate` rounds to float32).  The CUDA kernel
     stores float32, so a CUDA render is the float32 image, widened.
     """
-    import inspect
 
     from . import engine
     from .prepare import prepare
@@ -222,32 +221,8 @@ def _render_flat(config: SimConfig, backend: str = "cpu", dtype: str = "float64"
         raise ConfigError("parity mode requires -dtype float64")
     backend = engine.resolve_backend(backend)
     prep = prepare(config)
-    if backend != "cpu":
-        res = engine.simulate(config, backend=backend, dtype=dtype, nthreads=nthreads, prepared=prep)
-        return np.asarray(res.image, dtype=np.float64)
-    from .kernels import cpu as kern
-
-    if nthreads is not None:
-        import numba
-
-        numba.set_num_threads(max(1, min(int(nthreads), numba.config.NUMBA_NUM_THREADS)))
-    n = prep.fpixels * prep.spixels
-    args = engine._kernel_arrays(prep, dtype)
-    interp_stop = n
-    if config.mode == "parity" and prep.ip[engine._ip("IP_INTERPOLATE")]:
-        oor = np.zeros(n, dtype=np.int8)
-        kern.find_out_of_range_cpu(*args, prep.first_pixel_index, oor)
-        hits = np.flatnonzero(oor)
-        if hits.size:
-            interp_stop = int(hits[0])
-    image = np.zeros(n, dtype=np.float64)
-    kernel_params = inspect.signature(kern.render_image_cpu.py_func).parameters
-    if "omega" in kernel_params:  # kernel that also returns per-pixel solid angles
-        kern.render_image_cpu(*args, prep.first_pixel_index, interp_stop, prep.scale, image,
-                              np.zeros(n, dtype=np.float64), np.zeros(n, dtype=np.int8))
-    else:
-        kern.render_image_cpu(*args, prep.first_pixel_index, interp_stop, prep.scale, image)
-    return image.reshape(prep.spixels, prep.fpixels)
+    image, _ = engine.render_flat(prep, backend, dtype, out_dtype=np.float64, nthreads=nthreads)
+    return np.asarray(image, dtype=np.float64).reshape(prep.spixels, prep.fpixels)
 
 
 def render_image(config: SimConfig, backend: str = "cpu", dtype: str = "float64",
