@@ -549,9 +549,15 @@ def load_inputs(cfg: SimConfig, run: RunOptions) -> None:
             "no structure factors: give -hkl FILE or -default_F F (no "
             f"{run.dumpfile} cache in the working directory either)"
         )
-    if run.sourcefile is not None:
-        from .io.textcols import read_text_columns
+    if run.stolfile is not None:
+        from .io.textcols import check_numeric_columns
 
+        # C reads it and requires data, but nothing it reads reaches the image
+        check_numeric_columns(run.stolfile, 2, "sin(theta)/lambda vs F file")
+    if run.sourcefile is not None:
+        from .io.textcols import check_numeric_columns, read_text_columns
+
+        check_numeric_columns(run.sourcefile, 5, "source file (X Y Z weight lambda)")
         table = read_text_columns(run.sourcefile, 5)
         if table.shape[1] == 0:
             raise InputFileError(f"{run.sourcefile}: no sources in the file")

@@ -157,6 +157,51 @@ def run_nanobragg(argv, out=None, mode: str | None = None) -> int:
     return 0
 
 
+def pixel_report(result: SimResult, fpixel: int, spixel: int) -> list[str]:
+    """C's ``-printout`` block for one pixel (values of its last evaluation)."""
+    from . import physics as P
+    from .io.cfmt import c_g
+
+    prep = result.prepared
+    fp, ip = prep.fp, prep.ip
+    os_ = int(ip[P.IP_OVERSAMPLE])
+    last_layer = int(ip[P.IP_THICKSTEPS]) - 1
+    pos = P.subpixel_position(fpixel, spixel, os_ - 1, os_ - 1, last_layer * fp[P.FP_THICKSTEP], fp, ip)
+    airpath = math.sqrt(pos[0] ** 2 + pos[1] ** 2 + pos[2] ** 2)
+    d = [v / airpath for v in pos]
+    src = prep.sources[-1]
+    lam = src[3]
+    scat = [(d[i] + src[i]) / lam for i in range(3)]
+    stol = 0.5 * math.sqrt(sum(v * v for v in scat))
+    cell = prep.cells[-1, -1]
+    hkl = [sum(cell[3 * j + i] * scat[i] for i in range(3)) for j in range(3)]
+    hkl0 = [int(math.ceil(v - 0.5)) for v in hkl]
+    f_latt = P.lattice_factor(int(ip[P.IP_SHAPE]), *hkl, *hkl0, fp, True)
+    f_cell = P.nearest_structure_factor(*hkl0, prep.fhkl, ip, fp[P.FP_DEFAULT_F])
+    intensity, polar, capture, omega, _, _ = P.pixel_intensity(
+        fpixel, spixel, fp, ip, prep.sources, prep.cells, prep.cells_first, prep.fhkl,
+        spixel * prep.fpixels + fpixel == prep.first_pixel_index, P.INTERP_ON, P.PASS_RENDER)
+    twotheta = math.atan2(math.sqrt(pos[1] ** 2 + pos[2] ** 2), pos[0])
+    stol_beam = math.sin(twotheta / 2.0) / (prep.info["lambda0"] * 1e10)
+    value = float(result.image[spixel, fpixel])
+    lines = [
+        f"{fpixel:4d} {spixel:4d} : stol = {c_g(stol)} or {c_g(stol_beam)}",
+        f"at {c_g(pos[0])} {c_g(pos[1])} {c_g(pos[2])}",
+        f"hkl= {hkl[0]:f} {hkl[1]:f} {hkl[2]:f}  hkl0= {hkl0[0]} {hkl0[1]} {hkl0[2]}",
+        f" F_cell={c_g(f_cell)}  F_latt={c_g(f_latt)}   I = {c_g(intensity)}",
+        f"I/steps {intensity / prep.steps:15.10g}",
+        f"polar   {polar:15.10g}",
+        f"omega   {omega:15.10g}",
+        f"capfrac {capture:15.10g}",
+        f"pixel   {value:15.10g}",
+        "real-space cell vectors (Angstrom):",
+        f"     {'a':<10s}  {'b':<10s}  {'c':<10s}",
+    ]
+    for axis, label in enumerate("XYZ"):
+        lines.append(f"{label}: {cell[axis] * 1e10:11.8f} {cell[3 + axis] * 1e10:11.8f} {cell[6 + axis] * 1e10:11.8f}")
+    return lines
+
+
 def report_and_write(result: SimResult, run: RunOptions, say) -> None:
     """Write the float, SMV, PGM and noise files and print C's statistics."""
     from .io.floatimage import write_float_image
@@ -165,6 +210,17 @@ def report_and_write(result: SimResult, run: RunOptions, say) -> None:
 
     prep = result.prepared
     st = result.stats
+    if run.printout:
+        from .engine import rendered_mask
+
+        f0, s0 = run.printout_pixel
+        if f0 >= 0:
+            targets = [(f0, s0)] if 0 <= f0 < prep.fpixels and 0 <= s0 < prep.spixels else []
+        else:
+            targets = [divmod(int(i), prep.fpixels)[::-1] for i in np.flatnonzero(rendered_mask(prep))]
+        for fpixel, spixel in targets:
+            for line in pixel_report(result, fpixel, spixel):
+                say(line)
     pixels = prep.fpixels * prep.spixels
     say(f"writing {run.floatfile} as {pixels} 4-byte floats")
     write_float_image(run.floatfile, result.image)

@@ -123,3 +123,40 @@ def read_text_columns(path, ncols: int) -> np.ndarray:
     if rows:
         out[:, :] = np.array(rows, dtype=np.float64).T
     return out
+
+
+def check_numeric_columns(path, ncols: int, what: str) -> None:
+    """Reject a column file with non-numeric fields or too many columns.
+
+    C reads such fields as 0 (``atof``) and silently ignores extra columns;
+    nbnumba stops with the file name and line instead.
+
+    Raises
+    ------
+    InputFileError
+        Naming the file, the line and the offending text.
+    """
+    import re
+
+    fname = os.fspath(path)
+    try:
+        with open(fname, "rb") as handle:
+            text = handle.read().decode("latin-1")
+    except OSError as exc:
+        raise InputFileError(f"{fname}: cannot read {what}: {exc.strerror or exc}") from exc
+    splitter = re.compile("[" + re.escape(DELIMITERS) + "\r\n]+")
+    rows = 0
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        fields = [f for f in splitter.split(line) if f]
+        if not fields:
+            continue
+        rows += 1
+        if len(fields) > ncols:
+            raise InputFileError(f"{fname}, line {lineno}: {len(fields)} columns in a {what} (at most {ncols})")
+        for field in fields:
+            try:
+                float(field)
+            except ValueError:
+                raise InputFileError(f"{fname}, line {lineno}: {field!r} is not a number ({what})") from None
+    if rows == 0:
+        raise InputFileError(f"{fname}: no data in the {what}")

@@ -1,0 +1,45 @@
+"""-printout_pixel output and the strict column-file checks."""
+
+import numpy as np
+from click.testing import CliRunner
+from nbnumba_cli.main import nanobragg
+
+BASE = ["-default_F", "100", "-cell", "70", "80", "90", "75", "85", "95", "-lambda", "1", "-N", "5",
+        "-detpixels", "32", "-pixel", "0.5", "-nonoise", "-nopgm", "-noprogress", "-mode", "parity"]
+
+
+def test_printout_pixel_reports_the_rendered_value(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(nanobragg, BASE + ["-printout_pixel", "20", "12"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("  20   12 : stol ="))
+    assert lines[head + 2].startswith("hkl= -0.070032 1.978256 1.767150  hkl0= 0 2 2")
+    pixel = float(lines[head + 8].split()[1])
+    image = np.fromfile(tmp_path / "floatimage.bin", dtype="<f4").reshape(32, 32)
+    assert pixel == float(f"{image[12, 20]:.10g}")
+
+
+def test_malformed_source_file_is_rejected(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.src").write_text("0 0 -10 1 1e-10\nabc 1 2\n")
+    res = CliRunner().invoke(nanobragg, BASE + ["-sourcefile", "bad.src"])
+    assert res.exit_code == 2
+    assert "bad.src, line 2: 'abc' is not a number" in res.output
+    assert not any(p.name.endswith((".bin", ".img")) for p in tmp_path.iterdir())
+
+
+def test_source_file_with_too_many_columns_is_rejected(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "six.src").write_text("0 0 -10 1 1e-10 7\n")
+    res = CliRunner().invoke(nanobragg, BASE + ["-sourcefile", "six.src"])
+    assert res.exit_code == 2
+    assert "six.src, line 1: 6 columns" in res.output
+
+
+def test_missing_stol_file_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(nanobragg, BASE + ["-stol", "nothere.stol"])
+    assert res.exit_code == 2
+    assert "nothere.stol" in res.output
+    assert list(tmp_path.iterdir()) == []
