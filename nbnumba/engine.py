@@ -151,7 +151,17 @@ def render_flat(prep: Prepared, backend: str = "cpu", dtype: str = "float64",
         if hits.size:
             interp_stop = int(hits[0])
     image = np.zeros(n, dtype=out_dtype)
-    omega_total = kern.render_image_cpu(*args, prep.first_pixel_index, interp_stop, prep.scale, image)
+    if progress is None:
+        omega_total = kern.render_image_cpu(*args, prep.first_pixel_index, interp_stop, prep.scale, 0, image)
+        return image, omega_total
+    # with a progress report: render in whole-row chunks, about 5% each
+    step = max(prep.fpixels, -(-n // (20 * prep.fpixels)) * prep.fpixels)
+    omega_total = 0.0
+    for start in range(0, n, step):
+        chunk = image[start:start + step]
+        omega_total += kern.render_image_cpu(*args, prep.first_pixel_index, interp_stop, prep.scale,
+                                             start, chunk)
+        progress(min(start + step, n) / n)
     return image, omega_total
 
 

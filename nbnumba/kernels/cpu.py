@@ -16,18 +16,18 @@ raster_pixel_out_of_range = _phys.raster_pixel_out_of_range
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def render_image_cpu(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
-                     interp_stop, scale, image):
-    """Render pixels ``0 .. image.size-1`` (raster order) into the flat float32 ``image``.
+                     interp_stop, scale, start, image):
+    """Render pixels ``start .. start+image.size-1`` (raster order) into ``image``.
 
     Returns the summed solid angle of the rendered sub-pixels (C's statistic).
     """
     omega_total = 0.0
-    for idx in prange(image.size):
+    for i in prange(image.size):
         rendered, value, omega_sum, oor = render_raster_pixel(
-            idx, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale
+            start + i, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale
         )
         if rendered:
-            image[idx] = value
+            image[i] = value
             omega_total += omega_sum
     return omega_total
 
