@@ -228,7 +228,19 @@ def _is_number(text: str) -> bool:
         return False
 
 
+# flags whose value must be a positive number (zero or less has no geometry)
+POSITIVE = frozenset({"-lambda", "-energy", "-pixel", "-distance", "-close_distance", "-detsize",
+                      "-detsize_f", "-detsize_s", "-beamsize", "-exposure"})
+
+
 def _convert(flag: Flag, spelling: str, text: str):
+    value = _convert_type(flag, spelling, text)
+    if flag.name in POSITIVE and not value > 0:
+        raise UsageError(f"{spelling}: must be a positive number, got {text!r}")
+    return value
+
+
+def _convert_type(flag: Flag, spelling: str, text: str):
     if flag.kind == "float":
         try:
             return float(text)

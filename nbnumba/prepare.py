@@ -19,7 +19,6 @@ from .config import AVOGADRO, R_E_SQR, SimConfig
 from .errors import ConfigError
 
 RTD = 180.0 * (1.0 / math.pi)
-DBL_MIN = np.finfo(np.float64).tiny
 
 
 # ---------------------------------------------------------------- vector helpers
@@ -170,6 +169,10 @@ def prepare(config: SimConfig) -> Prepared:
     pixel_size = float(c.pixel_size)
     if not pixel_size > 0.0:
         raise ConfigError(f"pixel size must be positive, got {pixel_size * 1000:g} mm")
+    if not c.lambda0 > 0.0 or not math.isfinite(c.lambda0):
+        raise ConfigError(f"wavelength must be positive, got {c.lambda0 * 1e10:g} A")
+    if not (c.distance > 0.0 or c.close_distance > 0.0 or c.pix0_vector is not None):
+        raise ConfigError(f"detector distance must be positive, got {c.distance * 1000:g} mm")
     detsize_f, detsize_s = float(c.detsize_f), float(c.detsize_s)
     fpixels, spixels = int(c.fpixels), int(c.spixels)
     if fpixels:
@@ -399,10 +402,16 @@ def prepare(config: SimConfig) -> Prepared:
     rotated_o = rotate_xyz(odet, rx, ry, rz)
     ratio = dot(beam, rotated_o)
     if ratio == 0.0:
-        ratio = DBL_MIN
+        raise ConfigError("impossible geometry: the beam runs parallel to the detector plane "
+                          "(beam vector . detector normal = 0)")
     if math.isnan(close_distance):
         close_distance = abs(ratio * distance)
     distance = close_distance / ratio
+    if not (math.isfinite(distance) and close_distance > 0.0) and user_pix0 is None:
+        raise ConfigError(
+            f"impossible detector geometry: the detector plane is {close_distance * 1000:g} mm from the sample "
+            "along its normal (the beam runs parallel to it or the distance is not positive)"
+        )
 
     pix0 = np.zeros(3)
     if user_pix0 is not None:
@@ -465,7 +474,11 @@ def prepare(config: SimConfig) -> Prepared:
     xtal = (a0[3] * Na, b0[3] * Nb, c0[3] * Nc)
     xtalsize_max = max(xtal)
     reciprocal_pixel_size = c.lambda0 * distance / pixel_size
-    recommended_oversample = c_ceil_int(3.0 * xtalsize_max / reciprocal_pixel_size)
+    ratio_os = 3.0 * xtalsize_max / reciprocal_pixel_size
+    if not math.isfinite(ratio_os):
+        raise ConfigError("impossible geometry: cannot choose an oversampling (infinite or undefined "
+                          f"crystal size {xtalsize_max:g} m over reciprocal pixel {reciprocal_pixel_size:g} m)")
+    recommended_oversample = c_ceil_int(ratio_os)
     if recommended_oversample <= 0:
         recommended_oversample = 1
     oversample = int(c.oversample)

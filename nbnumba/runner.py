@@ -98,15 +98,18 @@ def run_nanobragg(argv, out=None, mode: str | None = None) -> int:
     def say(text=""):
         print(text, file=out)
 
+    from .engine import resolve_backend
+    from .prepare import prepare
+
+    # everything that can reject the run happens before anything is printed
+    prep = prepare(cfg)
+    backend = resolve_backend(run.backend)
     say(f"nbnumba {cfg.mode} mode: nanoBragg-compatible diffraction simulator")
     for note in run.notes:
         say(note)
     if cfg.hkl is not None:
         for w in getattr(cfg.hkl, "warnings", []):
             say(w)
-    from .prepare import prepare
-
-    prep = prepare(cfg)
     info = prep.info
     say(f"{info['convention'].lower()} convention selected.")
     say("pivoting detector around " + ("sample" if info["pivot"] == "sample" else "direct beam spot"))
@@ -136,9 +139,6 @@ def run_nanobragg(argv, out=None, mode: str | None = None) -> int:
     say(f"  Fbeam={c_g(info['Fbeam'])} Sbeam={c_g(info['Sbeam'])}")
     say(f"  Xclose={c_g(info['Xclose'])} Yclose={c_g(info['Yclose'])}")
     say(f"  Fclose={c_g(info['Fclose'])} Sclose={c_g(info['Sclose'])}")
-    from .engine import resolve_backend
-
-    backend = resolve_backend(run.backend)
     chosen = f"{backend} (chosen by -backend auto)" if run.backend == "auto" else backend
     say(f"  backend: {chosen}, dtype: {run.dtype}")
 

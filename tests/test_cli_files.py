@@ -1,6 +1,7 @@
 """-printout_pixel output and the strict column-file checks."""
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from nbnumba_cli.main import nanobragg
 
@@ -43,3 +44,23 @@ def test_missing_stol_file_is_an_error(tmp_path, monkeypatch):
     assert res.exit_code == 2
     assert "nothere.stol" in res.output
     assert list(tmp_path.iterdir()) == []
+
+
+def _reject(tmp_path, monkeypatch, extra, text):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(nanobragg, BASE + extra)
+    assert res.exit_code == 2, res.output
+    assert text in res.output
+    assert "Traceback" not in res.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("extra, text", [
+    (["-distance", "0"], "-distance: must be a positive number, got '0'"),
+    (["-lambda", "-1"], "-lambda: must be a positive number"),
+    (["-energy", "0"], "-energy: must be a positive number"),
+    (["-pixel", "0"], "-pixel: must be a positive number"),
+    (["-beam_vector", "0", "1", "0"], "the beam runs parallel to the detector plane"),
+])
+def test_impossible_geometry_is_one_line_and_no_files(tmp_path, monkeypatch, extra, text):
+    _reject(tmp_path, monkeypatch, extra, text)
