@@ -63,6 +63,14 @@ def cuda_usable() -> bool:
         return False
 
 
+def check_dtype(config: SimConfig, dtype: str) -> None:
+    """Reject an unknown dtype, and float32 in parity mode."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be float64 or float32, not {dtype!r}")
+    if dtype == "float32" and config.mode == "parity":
+        raise ConfigError("parity mode requires -dtype float64")
+
+
 def resolve_backend(backend: str) -> str:
     """Turn ``auto`` into ``cpu`` or ``cuda``; check ``cuda`` is usable."""
     if backend not in BACKENDS:
@@ -103,10 +111,7 @@ def simulate(config: SimConfig, backend: str = "cpu", dtype: str = "float64",
     """
     import time
 
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be float64 or float32, not {dtype!r}")
-    if dtype == "float32" and config.mode == "parity":
-        raise ConfigError("parity mode requires -dtype float64")
+    check_dtype(config, dtype)
     backend = resolve_backend(backend)
     t0 = time.perf_counter()
     prep = prepared if prepared is not None else prepare(config)

@@ -250,13 +250,8 @@ def _convert_type(flag: Flag, spelling: str, text: str):
         try:
             return int(text)
         except ValueError:
-            try:
-                as_float = float(text)
-            except ValueError:
-                raise UsageError(f"{spelling}: expected an integer, got {text!r}") from None
-            if as_float != int(as_float):
-                raise UsageError(f"{spelling}: expected an integer, got {text!r}") from None
-            return int(as_float)
+            # C's atoi would read "1e3" as 1 and "2.5" as 2: refuse rather than guess
+            raise UsageError(f"{spelling}: expected an integer, got {text!r}") from None
     if flag.kind == "choice":
         if text not in flag.choices:
             raise UsageError(f"{spelling}: expected one of {', '.join(flag.choices)}, got {text!r}")

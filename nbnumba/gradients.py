@@ -215,10 +215,7 @@ def _render_flat(config: SimConfig, backend: str = "cpu", dtype: str = "float64"
     from . import engine
     from .prepare import prepare
 
-    if dtype not in engine.DTYPES:
-        raise ConfigError(f"dtype must be float64 or float32, not {dtype!r}")
-    if dtype == "float32" and config.mode == "parity":
-        raise ConfigError("parity mode requires -dtype float64")
+    engine.check_dtype(config, dtype)
     backend = engine.resolve_backend(backend)
     prep = prepare(config)
     image, _ = engine.render_flat(prep, backend, dtype, out_dtype=np.float64, nthreads=nthreads)

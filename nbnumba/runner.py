@@ -98,10 +98,11 @@ def run_nanobragg(argv, out=None, mode: str | None = None) -> int:
     def say(text=""):
         print(text, file=out)
 
-    from .engine import resolve_backend
+    # everything that can reject the run happens before anything is printed
+    from .engine import check_dtype, resolve_backend
     from .prepare import prepare
 
-    # everything that can reject the run happens before anything is printed
+    check_dtype(cfg, run.dtype)
     prep = prepare(cfg)
     backend = resolve_backend(run.backend)
     say(f"nbnumba {cfg.mode} mode: nanoBragg-compatible diffraction simulator")
