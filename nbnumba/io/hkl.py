@@ -28,6 +28,7 @@ import numpy as np
 
 from nbnumba.errors import InputFileError
 from nbnumba.io._atomic import atomic_write
+from nbnumba.io._text import read_text
 from nbnumba.io.cfmt import C_WHITESPACE, c_g, c_strtod_prefix
 
 __all__ = ["HKLGrid", "fdump_bytes", "read_fdump", "read_hkl", "write_fdump"]
@@ -136,12 +137,7 @@ def read_hkl(path, default_F: float = 0.0) -> HKLGrid:
         If the file cannot be read, holds no reflection, has a line that is
         not exactly four numbers, or has non-finite indices.
     """
-    fname = os.fspath(path)
-    try:
-        with open(fname, "rb") as handle:
-            text = handle.read().decode("latin-1")
-    except OSError as exc:
-        raise InputFileError(f"{fname}: cannot read hkl file: {exc.strerror or exc}") from exc
+    fname, text = read_text(path, "hkl file")
 
     fast = _read_plain_hkl(text, default_F)
     if fast is not None:

@@ -8,12 +8,12 @@ number (cell parameters, missetting angles of a full MOSFLM file) is ignored.
 
 from __future__ import annotations
 
-import os
 import re
 
 import numpy as np
 
 from nbnumba.errors import InputFileError
+from nbnumba.io._text import read_text
 from nbnumba.io.cfmt import c_strtod_prefix
 
 __all__ = ["read_mosflm_matrix"]
@@ -49,12 +49,7 @@ def read_mosflm_matrix(path) -> np.ndarray:
         If the file cannot be read or does not start with nine numbers; the
         message names the line where reading stopped.
     """
-    fname = os.fspath(path)
-    try:
-        with open(fname, "rb") as handle:
-            text = handle.read().decode("latin-1")
-    except OSError as exc:
-        raise InputFileError(f"{fname}: cannot read matrix file: {exc.strerror or exc}") from exc
+    fname, text = read_text(path, "matrix file")
     values = []
     pos = 0
     for _ in range(9):

@@ -12,12 +12,12 @@ with C's buffer does.
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
 
 from nbnumba.errors import InputFileError
+from nbnumba.io._text import read_text
 from nbnumba.io.cfmt import c_atof
 
 __all__ = ["DELIMITERS", "read_text_columns"]
@@ -77,14 +77,9 @@ def read_text_columns(path, ncols: int) -> np.ndarray:
     InputFileError
         If the file cannot be read.
     """
-    fname = os.fspath(path)
     if ncols < 1:
         raise ValueError("ncols must be at least 1")
-    try:
-        with open(fname, "rb") as handle:
-            text = handle.read().decode("latin-1")
-    except OSError as exc:
-        raise InputFileError(f"{fname}: cannot read text file: {exc.strerror or exc}") from exc
+    fname, text = read_text(path, "text file")
 
     rows: list[list[float]] = []
     zero_filled: list[int] = []
@@ -138,12 +133,7 @@ def check_numeric_columns(path, ncols: int, what: str) -> None:
     """
     import re
 
-    fname = os.fspath(path)
-    try:
-        with open(fname, "rb") as handle:
-            text = handle.read().decode("latin-1")
-    except OSError as exc:
-        raise InputFileError(f"{fname}: cannot read {what}: {exc.strerror or exc}") from exc
+    fname, text = read_text(path, what)
     splitter = re.compile("[" + re.escape(DELIMITERS) + "\r\n]+")
     rows = 0
     for lineno, line in enumerate(text.split("\n"), start=1):
