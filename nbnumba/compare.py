@@ -425,8 +425,11 @@ def run_against_c(argv, c_bin, workdir=None, keep: bool = False, timeout: float 
         argv = _stage_inputs(argv, [cdir, odir])
         t0 = time.perf_counter()
         try:
+            # parity mode reproduces C run with one OpenMP thread: with more, C's
+            # phi = 0 carry-over depends on where each thread's rows start
+            c_env = dict(os.environ, OMP_NUM_THREADS="1")
             proc = subprocess.run([c_bin] + argv, cwd=cdir, capture_output=True, text=True, timeout=timeout,
-                                  errors="replace")
+                                  errors="replace", env=c_env)
             res.c_returncode = proc.returncode
             res.c_output = proc.stdout + proc.stderr
         except subprocess.TimeoutExpired:
