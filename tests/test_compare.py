@@ -149,6 +149,16 @@ def test_against_c_with_input_files(tmp_path, monkeypatch):
 
 
 @needs_c
+def test_against_c_with_phi_carryover(monkeypatch):
+    # C's phi = 0 carry-over depends on its thread count; the comparison runs C on one thread
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    argv = ["-default_F", "100", "-cell", "70", "80", "90", "75", "85", "95", "-lambda", "1", "-N", "5",
+            "-detpixels", "64", "-phi", "0", "-osc", "1", "-phisteps", "4", "-nonoise", "-nopgm"]
+    res = run_against_c(argv, C_BIN)
+    assert res.ok, "\n".join(res.lines)
+
+
+@needs_c
 def test_cli_against_c():
     res = _cli("--c-bin", C_BIN, "--", *SMALL)
     assert res.exit_code == 0, res.output
