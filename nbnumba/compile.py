@@ -27,8 +27,8 @@ def _physics_function_names() -> list[str]:
 
 # small leaf functions that the CPU build inlines at the Numba level (LLVM
 # does not inline them across Numba's calling convention on its own)
-CPU_INLINE = frozenset({"sinpi_small", "cospi_small", "sincg_reduced", "sincg", "sinc3", "unit3", "cross3", "dot3",
-                        "norm3", "nearest_structure_factor", "subpixel_position", "render_pixel",
+CPU_INLINE = frozenset({"sinpi_small", "cospi_small", "sincg_reduced", "sincg", "sinc3", "unit3", "cross3",
+                        "nearest_structure_factor", "subpixel_position", "render_pixel",
                         "render_raster_pixel", "lattice_factor", "interpolation_out_of_range",
                         "rotate_about_axis"})
 

@@ -102,16 +102,6 @@ PASS_RENDER = 0
 PASS_FIND_OUT_OF_RANGE = 1
 
 
-def dot3(ax, ay, az, bx, by, bz):
-    """Inner product of two 3-vectors."""
-    return ax * bx + ay * by + az * bz
-
-
-def norm3(x, y, z):
-    """Length of a 3-vector."""
-    return math.sqrt(x * x + y * y + z * z)
-
-
 def unit3(x, y, z):
     """Unit vector along ``(x, y, z)`` (zero vector stays zero)."""
     mag = math.sqrt(x * x + y * y + z * z)

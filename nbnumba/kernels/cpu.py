@@ -1,6 +1,7 @@
 """CPU kernels: a ``prange`` loop over pixels around the shared physics.
 
-Compiled kernels are cached on disk (``cache=True``); the per-pixel body,
+Compiled kernels are cached on disk (``cache=True``, invalidated when the
+physics changes too: see :mod:`nbnumba.kernels._cache`); the per-pixel body,
 :func:`nbnumba.physics.render_raster_pixel`, is the same function the CUDA
 kernel runs, compiled by :func:`nbnumba.compile.cpu_functions`.
 """
@@ -8,6 +9,9 @@ kernel runs, compiled by :func:`nbnumba.compile.cpu_functions`.
 from numba import njit, prange
 
 from ..compile import cpu_functions
+from ._cache import install as _install_physics_aware_cache
+
+_install_physics_aware_cache()
 
 _phys = cpu_functions()
 render_raster_pixel = _phys.render_raster_pixel
