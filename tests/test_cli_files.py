@@ -64,3 +64,21 @@ def _reject(tmp_path, monkeypatch, extra, text):
 ])
 def test_impossible_geometry_is_one_line_and_no_files(tmp_path, monkeypatch, extra, text):
     _reject(tmp_path, monkeypatch, extra, text)
+
+
+def test_cuda_backend_without_gpu_is_one_line(tmp_path, monkeypatch):
+    from nbnumba import engine
+
+    monkeypatch.setattr(engine, "cuda_usable", lambda: False)
+    _reject(tmp_path, monkeypatch, ["-backend", "cuda"], "-backend cuda: no usable CUDA GPU or driver found")
+
+
+def test_auto_backend_without_gpu_uses_cpu_and_says_so(tmp_path, monkeypatch):
+    from nbnumba import engine
+
+    monkeypatch.setattr(engine, "cuda_usable", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(nanobragg, BASE + ["-backend", "auto"])
+    assert res.exit_code == 0, res.output
+    assert "backend: cpu (chosen by -backend auto)" in res.output
+    assert (tmp_path / "floatimage.bin").stat().st_size == 32 * 32 * 4
