@@ -230,7 +230,7 @@ def _is_number(text: str) -> bool:
 
 # flags whose value must be a positive number (zero or less has no geometry)
 POSITIVE = frozenset({"-lambda", "-energy", "-pixel", "-distance", "-close_distance", "-detsize",
-                      "-detsize_f", "-detsize_s", "-beamsize", "-exposure"})
+                      "-detsize_f", "-detsize_s", "-beamsize", "-exposure", "-nthreads"})
 
 
 def _convert(flag: Flag, spelling: str, text: str):
