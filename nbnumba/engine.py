@@ -137,10 +137,12 @@ def render_flat(prep: Prepared, backend: str = "cpu", dtype: str = "float64",
     CUDA backend always returns float32.
     """
     n = prep.fpixels * prep.spixels
+    first_index = first_swept_pixel(prep)
     if backend == "cuda":
         from .kernels import cuda as kern
 
-        return kern.render_cuda(prep, dtype=dtype, tile_pixels=tile_pixels, progress=progress)
+        return kern.render_cuda(prep, dtype=dtype, tile_pixels=tile_pixels, progress=progress,
+                                first_index=first_index)
     from .kernels import cpu as kern
 
     if nthreads is not None:
@@ -151,23 +153,44 @@ def render_flat(prep: Prepared, backend: str = "cpu", dtype: str = "float64",
     interp_stop = n
     if prep.config.mode == "parity" and prep.ip[_ip("IP_INTERPOLATE")]:
         oor = np.zeros(n, dtype=np.int8)
-        kern.find_out_of_range_cpu(*args, prep.first_pixel_index, oor)
+        kern.find_out_of_range_cpu(*args, first_index, oor)
         hits = np.flatnonzero(oor)
         if hits.size:
             interp_stop = int(hits[0])
     image = np.zeros(n, dtype=out_dtype)
     if progress is None:
-        omega_total = kern.render_image_cpu(*args, prep.first_pixel_index, interp_stop, prep.scale, 0, image)
+        omega_total = kern.render_image_cpu(*args, first_index, interp_stop, prep.scale, 0, image)
         return image, omega_total
     # with a progress report: render in whole-row chunks, about 5% each
     step = max(prep.fpixels, -(-n // (20 * prep.fpixels)) * prep.fpixels)
     omega_total = 0.0
     for start in range(0, n, step):
         chunk = image[start:start + step]
-        omega_total += kern.render_image_cpu(*args, prep.first_pixel_index, interp_stop, prep.scale,
-                                             start, chunk)
+        omega_total += kern.render_image_cpu(*args, first_index, interp_stop, prep.scale, start, chunk)
         progress(min(start + step, n) / n)
     return image, omega_total
+
+
+def first_swept_pixel(prep: Prepared) -> int:
+    """Raster index of the pixel whose first phi sweep starts from the unrotated cell.
+
+    That is the first rendered pixel, unless ``-dmin`` skips every source of
+    the first pixels (then C's carry-over state is still fresh when it
+    reaches a later pixel).  Only parity mode with a phi step of exactly 0
+    depends on it.
+    """
+    first = prep.first_pixel_index
+    if prep.config.mode != "parity" or first < 0 or not prep.fp[_ip("FP_DMIN")] > 0.0:
+        return first
+    if np.array_equal(prep.cells, prep.cells_first):
+        return first
+    from .kernels import cpu as kern
+
+    flags = np.zeros(prep.fpixels * prep.spixels, dtype=np.int8)
+    kern.find_phi_loop_pixels_cpu(prep.fp, prep.ip, prep.sources, prep.cells, prep.cells_first,
+                                  prep.fhkl, prep.mask, flags)
+    hits = np.flatnonzero(flags)
+    return int(hits[0]) if hits.size else -1
 
 
 def _ip(name):

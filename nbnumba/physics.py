@@ -100,6 +100,7 @@ INTERP_OFF = 2  # switched off before this pixel
 # what a kernel pass computes
 PASS_RENDER = 0
 PASS_FIND_OUT_OF_RANGE = 1
+PASS_PHI_LOOP_RUNS = 2  # does any sub-pixel/source of the pixel reach the phi loop?
 
 
 def unit3(x, y, z):
@@ -427,7 +428,7 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
     interp_state : int
         ``INTERP_ON``, ``INTERP_SWITCH`` or ``INTERP_OFF`` (parity mode).
     pass_kind : int
-        ``PASS_RENDER`` or ``PASS_FIND_OUT_OF_RANGE``.
+        ``PASS_RENDER``, ``PASS_FIND_OUT_OF_RANGE`` or ``PASS_PHI_LOOP_RUNS``.
 
     Returns
     -------
@@ -514,6 +515,8 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                     if dmin > 0.0 and stol > 0.0:
                         if dmin > 0.5 / stol:
                             continue
+                    if pass_kind == PASS_PHI_LOOP_RUNS:
+                        return 0.0, 0.0, 0.0, 0.0, 0.0, 1
                     if polar == 0.0 or os_polar:
                         polar = polarization_factor(
                             kahn, ix, iy, iz, dx, dy, dz,
@@ -579,7 +582,7 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                                 if os_omega:
                                     intensity *= omega_pixel
                     fresh = False
-    if pass_kind == PASS_FIND_OUT_OF_RANGE:
+    if pass_kind != PASS_RENDER:
         return 0.0, 0.0, 0.0, 0.0, 0.0, 0
     return intensity, polar, capture_fraction, omega_pixel, omega_sum, out_of_range
 
@@ -668,3 +671,25 @@ def raster_pixel_out_of_range(idx, fp, ip, sources, cells, cells_first, fhkl, ma
         return 0
     return pixel_out_of_range(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                               idx == first_index)
+
+
+def raster_pixel_runs_phi_loop(idx, fp, ip, sources, cells, cells_first, fhkl, mask):
+    """1 if pixel ``idx`` is rendered and some sub-pixel/source passes ``-dmin``.
+
+    In parity mode the phi = 0 carry-over state changes at the end of the
+    first phi sweep of the run; with ``-dmin`` the first rendered pixels may
+    have no sweep at all, so the pixel that starts from the unrotated cell is
+    the first one for which this is 1.
+    """
+    fpixels = ip[IP_FPIXELS]
+    spixel = idx // fpixels
+    fpixel = idx - spixel * fpixels
+    if (fpixel < ip[IP_ROI_XMIN] or fpixel > ip[IP_ROI_XMAX]
+            or spixel < ip[IP_ROI_YMIN] or spixel > ip[IP_ROI_YMAX]):
+        return 0
+    if ip[IP_HAS_MASK] != 0 and mask[idx] == 0:
+        return 0
+    result = pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
+                             False, INTERP_ON, PASS_PHI_LOOP_RUNS)
+    return result[5]
+

@@ -161,6 +161,7 @@ def run_nanobragg(argv, out=None, mode: str | None = None) -> int:
 def pixel_report(result: SimResult, fpixel: int, spixel: int) -> list[str]:
     """C's ``-printout`` block for one pixel (values of its last evaluation)."""
     from . import physics as P
+    from .engine import first_swept_pixel
     from .io.cfmt import c_g
 
     prep = result.prepared
@@ -181,7 +182,7 @@ def pixel_report(result: SimResult, fpixel: int, spixel: int) -> list[str]:
     f_cell = P.nearest_structure_factor(*hkl0, prep.fhkl, ip, fp[P.FP_DEFAULT_F])
     intensity, polar, capture, omega, _, _ = P.pixel_intensity(
         fpixel, spixel, fp, ip, prep.sources, prep.cells, prep.cells_first, prep.fhkl,
-        spixel * prep.fpixels + fpixel == prep.first_pixel_index, P.INTERP_ON, P.PASS_RENDER)
+        spixel * prep.fpixels + fpixel == first_swept_pixel(prep), P.INTERP_ON, P.PASS_RENDER)
     twotheta = math.atan2(math.sqrt(pos[1] ** 2 + pos[2] ** 2), pos[0])
     stol_beam = math.sin(twotheta / 2.0) / (prep.info["lambda0"] * 1e10)
     value = float(result.image[spixel, fpixel])

@@ -16,6 +16,7 @@ _install_physics_aware_cache()
 _phys = cpu_functions()
 render_raster_pixel = _phys.render_raster_pixel
 raster_pixel_out_of_range = _phys.raster_pixel_out_of_range
+raster_pixel_runs_phi_loop = _phys.raster_pixel_runs_phi_loop
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -44,3 +45,11 @@ def find_out_of_range_cpu(fp, ip, sources, cells, cells_first, fhkl, mask, first
         out_of_range[idx] = raster_pixel_out_of_range(
             idx, fp, ip, sources, cells, cells_first, fhkl, mask, first_index
         )
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def find_phi_loop_pixels_cpu(fp, ip, sources, cells, cells_first, fhkl, mask, flags):
+    """Flag the rendered pixels where some sub-pixel/source passes ``-dmin``."""
+    for idx in prange(flags.size):
+        flags[idx] = raster_pixel_runs_phi_loop(idx, fp, ip, sources, cells, cells_first, fhkl, mask)
+

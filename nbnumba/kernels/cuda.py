@@ -70,7 +70,7 @@ def _kernels():
 
 
 def render_cuda(prep, dtype: str = "float64", tile_pixels: int | None = None, progress=None,
-                threads_per_block: int = THREADS_PER_BLOCK):
+                threads_per_block: int = THREADS_PER_BLOCK, first_index: int | None = None):
     """Render a prepared run on the GPU.
 
     Returns the flat float32 ``image`` (raster order) and the summed solid
@@ -88,7 +88,7 @@ def render_cuda(prep, dtype: str = "float64", tile_pixels: int | None = None, pr
     d_cells_first = cuda.to_device(prep.cells_first.astype(ft))
     d_fhkl = cuda.to_device(prep.fhkl.astype(ft))
     d_mask = cuda.to_device(prep.mask)
-    first = prep.first_pixel_index
+    first = prep.first_pixel_index if first_index is None else first_index
     consts = (d_fp, d_ip, d_sources, d_cells, d_cells_first, d_fhkl, d_mask, first)
 
     # only the raster span of the ROI is launched
