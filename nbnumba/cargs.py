@@ -101,7 +101,6 @@ class _State:
         self.angles = [0.0, 0.0, 0.0]
         self.misset_flag = 0.0  # C's misset[0]: -1 random, 1 given
         self.misset = [0.0, 0.0, 0.0]
-        self.pix0_mm = False
 
 
 # A rule: (patterns, exact_length, min_following, owners, action, stop)
@@ -231,12 +230,6 @@ def _act_both(attrs, conv):
     return act
 
 
-def _act_stol(mult):
-    def act(st, argv, i):
-        st.run.stolfile = argv[i + 1]
-    return act
-
-
 def _act_printout_pixel(st, argv, i):
     st.run.printout_pixel = (c_atoi(argv[i + 1]), c_atoi(argv[i + 2]))
 
@@ -341,9 +334,10 @@ RULES = [
     (("-dump",), None, 1, ("-dump",), _run("dumpfile", str), False),
     (("-img",), None, 1, ("-img",), _run("imgfile", str), False),
     (("-stolout",), -7, 1, ("-stolout",), None, False),
-    (("-stol",), 5, 1, ("-stol",), _act_stol(1e10), False),
-    (("-4stol",), 6, 1, ("-4stol",), _act_stol(1e10 / 4), False),
-    (("-Q",), 2, 1, ("-Q",), _act_stol(1e10 / math.pi / 4), False),
+    # C scales the file's first column by a flag-specific factor, but nothing read reaches the image
+    (("-stol",), 5, 1, ("-stol",), _run("stolfile", str), False),
+    (("-4stol",), 6, 1, ("-4stol",), _run("stolfile", str), False),
+    (("-Q",), 2, 1, ("-Q",), _run("stolfile", str), False),
     (("-sourcefile",), None, 1, ("-sourcefile",), _run("sourcefile", str), False),
     (("-floatfile", "-floatimage"), None, 1, ("-floatfile",), _run("floatfile", str), False),
     (("-intfile", "-intimage"), None, 1, ("-intfile",), _run("intfile", str), False),

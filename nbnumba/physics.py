@@ -625,6 +625,23 @@ def pixel_out_of_range(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl
     return result[5]
 
 
+def raster_position(idx, ip, mask):
+    """``(rendered, fpixel, spixel)`` of raster index ``idx``.
+
+    ``rendered`` is False outside the ROI (C's inclusive bounds) and where
+    the mask is 0: C skips those pixels.
+    """
+    fpixels = ip[IP_FPIXELS]
+    spixel = idx // fpixels
+    fpixel = idx - spixel * fpixels
+    if (fpixel < ip[IP_ROI_XMIN] or fpixel > ip[IP_ROI_XMAX]
+            or spixel < ip[IP_ROI_YMIN] or spixel > ip[IP_ROI_YMAX]):
+        return False, fpixel, spixel
+    if ip[IP_HAS_MASK] != 0 and mask[idx] == 0:
+        return False, fpixel, spixel
+    return True, fpixel, spixel
+
+
 def render_raster_pixel(idx, fp, ip, sources, cells, cells_first, fhkl, mask,
                         first_index, interp_stop, scale):
     """Render pixel ``idx`` (raster order) if it is inside the ROI and mask.
@@ -639,13 +656,8 @@ def render_raster_pixel(idx, fp, ip, sources, cells, cells_first, fhkl, mask,
     value, omega_sum, out_of_range
         See :func:`render_pixel`.
     """
-    fpixels = ip[IP_FPIXELS]
-    spixel = idx // fpixels
-    fpixel = idx - spixel * fpixels
-    if (fpixel < ip[IP_ROI_XMIN] or fpixel > ip[IP_ROI_XMAX]
-            or spixel < ip[IP_ROI_YMIN] or spixel > ip[IP_ROI_YMAX]):
-        return 0, 0.0, 0.0, 0
-    if ip[IP_HAS_MASK] != 0 and mask[idx] == 0:
+    rendered, fpixel, spixel = raster_position(idx, ip, mask)
+    if not rendered:
         return 0, 0.0, 0.0, 0
     state = INTERP_ON
     if idx == interp_stop:
@@ -661,13 +673,8 @@ def render_raster_pixel(idx, fp, ip, sources, cells, cells_first, fhkl, mask,
 
 def raster_pixel_out_of_range(idx, fp, ip, sources, cells, cells_first, fhkl, mask, first_index):
     """1 if pixel ``idx`` is rendered and an interpolation stencil leaves the grid."""
-    fpixels = ip[IP_FPIXELS]
-    spixel = idx // fpixels
-    fpixel = idx - spixel * fpixels
-    if (fpixel < ip[IP_ROI_XMIN] or fpixel > ip[IP_ROI_XMAX]
-            or spixel < ip[IP_ROI_YMIN] or spixel > ip[IP_ROI_YMAX]):
-        return 0
-    if ip[IP_HAS_MASK] != 0 and mask[idx] == 0:
+    rendered, fpixel, spixel = raster_position(idx, ip, mask)
+    if not rendered:
         return 0
     return pixel_out_of_range(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                               idx == first_index)
@@ -681,13 +688,8 @@ def raster_pixel_runs_phi_loop(idx, fp, ip, sources, cells, cells_first, fhkl, m
     have no sweep at all, so the pixel that starts from the unrotated cell is
     the first one for which this is 1.
     """
-    fpixels = ip[IP_FPIXELS]
-    spixel = idx // fpixels
-    fpixel = idx - spixel * fpixels
-    if (fpixel < ip[IP_ROI_XMIN] or fpixel > ip[IP_ROI_XMAX]
-            or spixel < ip[IP_ROI_YMIN] or spixel > ip[IP_ROI_YMAX]):
-        return 0
-    if ip[IP_HAS_MASK] != 0 and mask[idx] == 0:
+    rendered, fpixel, spixel = raster_position(idx, ip, mask)
+    if not rendered:
         return 0
     result = pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                              False, INTERP_ON, PASS_PHI_LOOP_RUNS)
