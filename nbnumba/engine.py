@@ -216,9 +216,9 @@ def roi_slices(prep: Prepared) -> tuple[slice, slice]:
 
 def roi_mask(prep: Prepared) -> np.ndarray:
     """Boolean (flat) mask of the ROI."""
-    out = np.zeros((prep.spixels, prep.fpixels), dtype=bool)
-    out[roi_slices(prep)] = True
-    return out.reshape(-1)
+    from .io._roi import roi_mask as raster_roi_mask
+
+    return raster_roi_mask((prep.spixels, prep.fpixels), prep.roi)
 
 
 def rendered_mask(prep: Prepared) -> np.ndarray:
