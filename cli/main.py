@@ -1,67 +1,16 @@
-"""Console scripts ``nanoBragg`` and ``nbnumba``.
+"""Console script ``nbnumba`` and the Click form of ``nanoBragg``.
 
 Heavy imports (numpy, numba) happen inside the commands, so ``-h`` is fast.
+The ``nanoBragg`` console script itself is :func:`nbnumba_cli.nanobragg.main`.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
 import click
 
+from .nanobragg import run_command_line
+
 CONTEXT = dict(ignore_unknown_options=True, allow_extra_args=True, help_option_names=[])
-
-
-def _fail(message: str) -> None:
-    click.echo(f"nanoBragg: error: {message}", err=True)
-    sys.exit(2)
-
-
-def _print_help() -> None:
-    from nbnumba.flags import help_text
-
-    click.echo(
-        "usage: nanoBragg [flags]   (the C nanoBragg command line, verbatim)\n\n"
-        "Renders the diffraction image of a nanocrystal on a pixel detector.\n"
-        "Units: lengths in mm unless noted, angles in degrees, wavelength in Angstrom.\n"
-    )
-    click.echo(help_text())
-
-
-def _lean_startup() -> None:
-    """Start-up trims for the one-shot nanoBragg process.
-
-    Numba probes SciPy's BLAS when it loads compiled code (about 0.2 s); the
-    renderer uses no linear algebra, so the probe is answered "absent" here.
-    OpenBLAS threads would only compete with the kernel's threads.
-    """
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    if "scipy" not in sys.modules:
-        sys.modules.setdefault("scipy.linalg.cython_blas", None)
-        sys.modules.setdefault("scipy.linalg.cython_lapack", None)
-
-
-def run_command_line(args) -> None:
-    """Run a nanoBragg command line; errors become one line and exit 2."""
-    args = list(args)
-    if not args or any(a in ("-h", "--help", "-help") for a in args):
-        _print_help()
-        if not args:
-            sys.exit(1)
-        return
-    _lean_startup()
-    from nbnumba.errors import NbnumbaError
-
-    try:
-        from nbnumba.runner import run_nanobragg
-
-        code = run_nanobragg(args)
-    except NbnumbaError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:
-        _fail("interrupted")
-    sys.exit(code)
 
 
 @click.command(name="nanoBragg", context_settings=CONTEXT, add_help_option=False)
@@ -89,14 +38,22 @@ def main():  # pragma: no cover - entry point
 
 
 def nanobragg_main():  # pragma: no cover - entry point
+    """The ``nanoBragg`` command through Click (the console script uses :mod:`.nanobragg`)."""
     nanobragg()
-from .bench_cmd import bench as _bench
+
+
+from .bench_cmd import bench as _bench  # noqa: E402
+
 nbnumba.add_command(_bench)
 from .scan_cmd import scan as _scan  # noqa: E402
+
 nbnumba.add_command(_scan)
 from .gradients_cmd import gradients as _gradients  # noqa: E402
+
 nbnumba.add_command(_gradients)
 from .gradients_cmd import refine as _refine  # noqa: E402
+
 nbnumba.add_command(_refine)
 from .compare_cmd import compare as _compare  # noqa: E402
+
 nbnumba.add_command(_compare)

@@ -175,8 +175,8 @@ def our_command() -> list[str]:
     found = shutil.which("nanoBragg")
     if found:
         return [found]
-    return [sys.executable, "-c", "import sys; from nbnumba_cli.main import nanobragg_main; "
-            "sys.argv[0] = 'nanoBragg'; nanobragg_main()"]
+    return [sys.executable, "-c", "import sys; from nbnumba_cli.nanobragg import main; "
+            "sys.argv[0] = 'nanoBragg'; main()"]
 
 
 GNU_TIME = "/usr/bin/time"

@@ -143,32 +143,57 @@ def render_flat(prep: Prepared, backend: str = "cpu", dtype: str = "float64",
 
         return kern.render_cuda(prep, dtype=dtype, tile_pixels=tile_pixels, progress=progress,
                                 first_index=first_index)
+    interp_stop = n
+    if prep.config.mode == "parity" and prep.ip[_ip("IP_INTERPOLATE")]:
+        oor = np.zeros(n, dtype=np.int8)
+        cpu_pass("out_of_range", prep, dtype, oor, first_index=first_index, nthreads=nthreads)
+        hits = np.flatnonzero(oor)
+        if hits.size:
+            interp_stop = int(hits[0])
+    image = np.zeros(n, dtype=out_dtype)
+    omega_total = cpu_pass("render", prep, dtype, image, first_index=first_index, interp_stop=interp_stop,
+                           scale=prep.scale, nthreads=nthreads, progress=progress)
+    return image, omega_total
+
+
+def cpu_pass(kind: str, prep: Prepared, dtype: str, out: np.ndarray, first_index: int = -1,
+             interp_stop: int = 0, scale: float = 0.0, nthreads: int | None = None, progress=None) -> float:
+    """Run CPU kernel ``kind`` (``render``, ``out_of_range`` or ``phi_loop``) over every pixel.
+
+    Uses the native library (:mod:`nbnumba.kernels.native`) where it can be
+    built, else the Numba ``prange`` kernels; both compile the same physics
+    and give the same bits.  Returns the solid-angle sum for ``render``.
+    """
+    from .kernels import native
+
+    args = _kernel_arrays(prep, dtype)
+    kernel = native.load(kind, dtype, out.dtype.name)
+    if kernel is not None:
+        return native.run(kernel, args, first_index, interp_stop, scale, 0, out, nthreads=nthreads,
+                          row=prep.fpixels, progress=progress)
     from .kernels import cpu as kern
 
     if nthreads is not None:
         import numba
 
         numba.set_num_threads(max(1, min(int(nthreads), numba.config.NUMBA_NUM_THREADS)))
-    args = _kernel_arrays(prep, dtype)
-    interp_stop = n
-    if prep.config.mode == "parity" and prep.ip[_ip("IP_INTERPOLATE")]:
-        oor = np.zeros(n, dtype=np.int8)
-        kern.find_out_of_range_cpu(*args, first_index, oor)
-        hits = np.flatnonzero(oor)
-        if hits.size:
-            interp_stop = int(hits[0])
-    image = np.zeros(n, dtype=out_dtype)
+    if kind == "out_of_range":
+        kern.find_out_of_range_cpu(*args, first_index, out)
+        return 0.0
+    if kind == "phi_loop":
+        kern.find_phi_loop_pixels_cpu(*args, out)
+        return 0.0
+    n = out.size
     if progress is None:
-        omega_total = kern.render_image_cpu(*args, first_index, interp_stop, prep.scale, 0, image)
-        return image, omega_total
+        return kern.render_image_cpu(*args, first_index, interp_stop, scale, 0, out)
     # with a progress report: render in whole-row chunks, about 5% each
     step = max(prep.fpixels, -(-n // (20 * prep.fpixels)) * prep.fpixels)
     omega_total = 0.0
     for start in range(0, n, step):
-        chunk = image[start:start + step]
-        omega_total += kern.render_image_cpu(*args, first_index, interp_stop, prep.scale, start, chunk)
+        chunk = out[start:start + step]
+        omega_total += kern.render_image_cpu(*args, first_index, interp_stop, scale, start, chunk)
         progress(min(start + step, n) / n)
-    return image, omega_total
+    return omega_total
 
 
 def first_swept_pixel(prep: Prepared) -> int:
@@ -184,11 +209,8 @@ def first_swept_pixel(prep: Prepared) -> int:
         return first
     if np.array_equal(prep.cells, prep.cells_first):
         return first
-    from .kernels import cpu as kern
-
     flags = np.zeros(prep.fpixels * prep.spixels, dtype=np.int8)
-    kern.find_phi_loop_pixels_cpu(prep.fp, prep.ip, prep.sources, prep.cells, prep.cells_first,
-                                  prep.fhkl, prep.mask, flags)
+    cpu_pass("phi_loop", prep, "float64", flags)
     hits = np.flatnonzero(flags)
     return int(hits[0]) if hits.size else -1
 

@@ -83,6 +83,14 @@ IP_INTERP_PARITY = 28  # 1: out-of-range switches interpolation off for good
 IP_EXACT_SINCG = 29  # 1: sin(N x)/sin(x) exactly as C evaluates it
 IP_SIZE = 30
 
+# ---------------------------------------------------------------- source columns
+SRC_DIR = 0  # 3 components: unit vector from the sample towards the source
+SRC_LAMBDA = 3  # wavelength, m
+SRC_INCIDENT = 4  # 3: unit incident direction, from polarization_basis
+SRC_POLAR_B = 7  # 3: unit B axis of the polarization frame
+SRC_POLAR_E = 10  # 3: unit E axis
+SRC_SIZE = 13
+
 # largest cell count for which sincg_reduced uses the Chebyshev recurrence
 CHEBYSHEV_MAX_N = 8
 
@@ -213,27 +221,39 @@ def sinc3(x):
     return 3.0 * (math.sin(x) / x - math.cos(x)) / (x * x)
 
 
-def polarization_factor(kahn, ix, iy, iz, dx, dy, dz, px, py, pz):
-    """Kahn polarization correction for incident ``i`` and diffracted ``d``.
+def polarization_basis(sx, sy, sz, px, py, pz):
+    """Per-source constants of :func:`polarization_factor`.
 
-    ``p`` is the polarization axis (E-vector).  ``kahn`` is the fraction of
-    polarization (0: unpolarized).
+    ``s`` points from the sample towards the source, ``p`` is the
+    polarization (E-vector) axis.  Returns the unit incident direction
+    ``i`` (along ``-s``), the unit ``B = p x i`` and the unit ``E = i x B``,
+    as nine numbers: the steps C repeats for every pixel, done once.
     """
-    ix, iy, iz = unit3(ix, iy, iz)
-    dx, dy, dz = unit3(dx, dy, dz)
+    ix, iy, iz = unit3(-sx, -sy, -sz)
     px, py, pz = unit3(px, py, pz)
+    bx, by, bz = cross3(px, py, pz, ix, iy, iz)
+    bx, by, bz = unit3(bx, by, bz)
+    ex, ey, ez = cross3(ix, iy, iz, bx, by, bz)
+    ex, ey, ez = unit3(ex, ey, ez)
+    return ix, iy, iz, bx, by, bz, ex, ey, ez
+
+
+def polarization_factor(kahn, ix, iy, iz, dx, dy, dz, bx, by, bz, ex, ey, ez):
+    """Kahn polarization correction for the diffracted direction ``d``.
+
+    ``i``, ``B`` and ``E`` come from :func:`polarization_basis` of the
+    source.  ``kahn`` is the fraction of polarization (0: unpolarized;
+    then the azimuthal term is exactly zero and is not evaluated).
+    """
+    dx, dy, dz = unit3(dx, dy, dz)
     cos2theta = ix * dx + iy * dy + iz * dz
     cos2theta_sqr = cos2theta * cos2theta
     sin2theta_sqr = 1 - cos2theta_sqr
-    psi = 0.0
-    if kahn != 0.0:
-        bx, by, bz = cross3(px, py, pz, ix, iy, iz)
-        bx, by, bz = unit3(bx, by, bz)
-        ex, ey, ez = cross3(ix, iy, iz, bx, by, bz)
-        ex, ey, ez = unit3(ex, ey, ez)
-        e_out = dx * ex + dy * ey + dz * ez
-        b_out = dx * bx + dy * by + dz * bz
-        psi = -math.atan2(b_out, e_out)
+    if kahn == 0.0:
+        return 0.5 * (1.0 + cos2theta_sqr)
+    e_out = dx * ex + dy * ey + dz * ez
+    b_out = dx * bx + dy * by + dz * bz
+    psi = -math.atan2(b_out, e_out)
     return 0.5 * (1.0 + cos2theta_sqr - kahn * math.cos(2 * psi) * sin2theta_sqr)
 
 
@@ -414,8 +434,9 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
         Pixel indices (fast, slow).
     fp, ip : ndarray
         Float and integer run constants (see module docstring).
-    sources : ndarray, shape (n, 4)
-        Unit vectors from sample towards each source, and wavelength (m).
+    sources : ndarray, shape (n, SRC_SIZE)
+        Unit vectors from sample towards each source, wavelength (m) and
+        polarization frame (see the ``SRC_*`` column indices).
     cells : ndarray, shape (phisteps, domains, 9)
         Real-space cell vectors a, b, c (m) for each phi step and domain.
     cells_first : ndarray, shape (phisteps, domains, 9)
@@ -504,10 +525,10 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                         -(thick_tic + 1) * thickstep * mu / parallax
                     )
                 for source in range(n_sources):
-                    ix = -sources[source, 0]
-                    iy = -sources[source, 1]
-                    iz = -sources[source, 2]
-                    lam = sources[source, 3]
+                    ix = -sources[source, SRC_DIR]
+                    iy = -sources[source, SRC_DIR + 1]
+                    iz = -sources[source, SRC_DIR + 2]
+                    lam = sources[source, SRC_LAMBDA]
                     sx = (dx - ix) / lam
                     sy = (dy - iy) / lam
                     sz = (dz - iz) / lam
@@ -519,8 +540,11 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                         return 0.0, 0.0, 0.0, 0.0, 0.0, 1
                     if polar == 0.0 or os_polar:
                         polar = polarization_factor(
-                            kahn, ix, iy, iz, dx, dy, dz,
-                            fp[FP_POLAR], fp[FP_POLAR + 1], fp[FP_POLAR + 2],
+                            kahn, sources[source, SRC_INCIDENT], sources[source, SRC_INCIDENT + 1],
+                            sources[source, SRC_INCIDENT + 2], dx, dy, dz,
+                            sources[source, SRC_POLAR_B], sources[source, SRC_POLAR_B + 1],
+                            sources[source, SRC_POLAR_B + 2], sources[source, SRC_POLAR_E],
+                            sources[source, SRC_POLAR_E + 1], sources[source, SRC_POLAR_E + 2],
                         )
                         # C re-normalises the diffracted vector in place here
                         dx, dy, dz = unit3(dx, dy, dz)

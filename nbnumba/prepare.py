@@ -775,7 +775,11 @@ def build_cell(c: SimConfig, msgs: list) -> dict:
 
 def build_sources(c, beam, polar_vector, vert_vector, hdivsteps, hdivrange, hdivstep,
                   vdivsteps, vdivrange, vdivstep, dispsteps, dispersion, dispstep):
-    """Source directions (unit vectors from sample to source) and wavelengths."""
+    """Source table, shape (n, ``physics.SRC_SIZE``).
+
+    Each row: unit vector from the sample to the source, wavelength, and the
+    source's polarization frame (:func:`nbnumba.physics.polarization_basis`).
+    """
     rows = []
     divsteps = 0
     if c.source_table is not None and len(c.source_table) > 0:
@@ -813,11 +817,13 @@ def build_sources(c, beam, polar_vector, vert_vector, hdivsteps, hdivrange, hdiv
                 for disp_tic in range(dispsteps):
                     lam = lambda0 * (1.0 + dispstep * disp_tic - dispersion / 2.0)
                     rows.append((v[0], v[1], v[2], lam))
-    out = np.zeros((len(rows), 4))
+    out = np.zeros((len(rows), P.SRC_SIZE))
+    px, py, pz = (float(v) for v in polar_vector)
     for i, (x, y, z, lam) in enumerate(rows):
         u, _ = unitize((x, y, z))
-        out[i, :3] = u
-        out[i, 3] = lam
+        out[i, P.SRC_DIR:P.SRC_DIR + 3] = u
+        out[i, P.SRC_LAMBDA] = lam
+        out[i, P.SRC_INCIDENT:] = P.polarization_basis(float(u[0]), float(u[1]), float(u[2]), px, py, pz)
     return out, divsteps
 
 

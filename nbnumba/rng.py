@@ -57,7 +57,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from nbnumba.io._roi import roi_mask  # re-exported for callers of poisson_image
 
@@ -114,6 +113,59 @@ _GAMMLN_COF = np.array(
     ],
     dtype=np.float64,
 )
+
+
+
+class _LazyJit:
+    """A function compiled with ``numba.njit(cache=True)`` on its first call.
+
+    Importing this module does not import Numba (the command line draws its
+    setup numbers with the plain-Python builds below).  The first call of any
+    decorated function compiles all of them together, each bound to the
+    compiled versions of the others.
+    """
+
+    def __init__(self, fn):
+        self.py_func = fn
+        self.__name__ = fn.__name__
+        self.__qualname__ = fn.__qualname__
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __call__(self, *args):
+        return _jit_build()[self.__name__](*args)
+
+    def __repr__(self):
+        return f"<lazily compiled {self.__name__}>"
+
+
+_JIT = None
+
+
+def _jit_build() -> dict:
+    global _JIT
+    if _JIT is None:
+        import types
+
+        from numba import njit
+
+        namespace = dict(globals())
+        built = {}
+        for name, obj in list(globals().items()):
+            if isinstance(obj, _LazyJit):
+                fn = obj.py_func
+                clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
+                clone.__qualname__ = fn.__qualname__
+                clone.__module__ = fn.__module__
+                built[name] = namespace[name] = njit(clone, cache=True)
+        _JIT = built
+    return _JIT
+
+
+def njit(*args, **kwargs):
+    """``@njit(cache=True)`` compiled lazily (see :class:`_LazyJit`)."""
+    return _LazyJit
+
 
 _F32_ONE = np.float32(1.0)
 _F32_MINUS_ONE = np.float32(-1.0)

@@ -1,0 +1,184 @@
+"""Build the native CPU kernels: the shared physics, compiled once and linked.
+
+A Numba process needs about 0.2 s and 60 MB to import Numba and LLVM before
+it can load even a cached kernel.  For short runs that start-up costs more
+than the rendering, so the CPU backend can instead call a shared library
+built from the *same* physics (:mod:`nbnumba.physics`, compiled by
+:func:`nbnumba.compile.cpu_functions`), which loads with :mod:`ctypes` in a
+millisecond and needs neither Numba nor LLVM at run time.
+
+How a library is made:
+
+1. a serial loop over a range of raster pixels (``render``, ``out_of_range``
+   or ``phi_loop``: the bodies of the ``prange`` kernels in
+   :mod:`nbnumba.kernels.cpu`) is compiled by ``numba.cfunc`` with a C
+   signature of pointers and integers;
+2. its optimised LLVM module is emitted as position-independent machine code
+   for this CPU (the same CPU name and features Numba's JIT uses);
+3. the handful of Python and Numba runtime symbols that only the unreachable
+   error paths refer to are given stub definitions that trap;
+4. the object is linked into a shared library with the system C compiler
+   (``cc``), written to the cache atomically.
+
+Only this module imports Numba; :mod:`nbnumba.kernels.native` loads and runs
+the result.  No floating-point option differs from the JIT build, so both
+give the same bits (``tests/test_native_kernel.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+
+# symbols of the Python C API and of Numba's runtime: referenced only on error
+# paths that cannot run here (no exceptions, no allocation), given trapping stubs
+STUB_PREFIXES = ("Py", "_Py", "numba_", "NRT_")
+
+
+# Filled in by _compile_cfunc with the compiled physics and numba.carray; the
+# row loops below are compiled from clones that see those bindings.
+carray = render_raster_pixel = raster_pixel_out_of_range = raster_pixel_runs_phi_loop = None
+
+
+def _views(fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
+           fhkl_p, nh, nk, nl, mask_p, n_mask):
+    """Array views of the run constants (the kernels' argument arrays)."""
+    return (carray(fp_p, (n_fp,)), carray(ip_p, (n_ip,)), carray(src_p, (n_src, src_cols)),
+            carray(cells_p, (n_phi, n_dom, cell_len)), carray(first_p, (n_phi, n_dom, cell_len)),
+            carray(fhkl_p, (nh, nk, nl)), carray(mask_p, (n_mask,)))
+
+
+def render(fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
+           fhkl_p, nh, nk, nl, mask_p, n_mask, first_index, interp_stop, scale, start, count, out_p):
+    """Render pixels ``start .. start+count-1``; return their summed solid angle."""
+    fp, ip, sources, cells, cells_first, fhkl, mask = _views(
+        fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
+        fhkl_p, nh, nk, nl, mask_p, n_mask)
+    image = carray(out_p, (count,))
+    omega_total = 0.0
+    for i in range(count):
+        rendered, value, omega_sum, oor = render_raster_pixel(
+            start + i, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale)
+        if rendered:
+            image[i] = value
+            omega_total += omega_sum
+    return omega_total
+
+
+def out_of_range(fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
+                 fhkl_p, nh, nk, nl, mask_p, n_mask, first_index, interp_stop, scale, start, count, out_p):
+    """Flag the pixels whose interpolation stencil leaves the HKL grid."""
+    fp, ip, sources, cells, cells_first, fhkl, mask = _views(
+        fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
+        fhkl_p, nh, nk, nl, mask_p, n_mask)
+    flags = carray(out_p, (count,))
+    for i in range(count):
+        flags[i] = raster_pixel_out_of_range(start + i, fp, ip, sources, cells, cells_first, fhkl, mask,
+                                             first_index)
+    return 0.0
+
+
+def phi_loop(fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
+             fhkl_p, nh, nk, nl, mask_p, n_mask, first_index, interp_stop, scale, start, count, out_p):
+    """Flag the rendered pixels where some sub-pixel/source passes ``-dmin``."""
+    fp, ip, sources, cells, cells_first, fhkl, mask = _views(
+        fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
+        fhkl_p, nh, nk, nl, mask_p, n_mask)
+    flags = carray(out_p, (count,))
+    for i in range(count):
+        flags[i] = raster_pixel_runs_phi_loop(start + i, fp, ip, sources, cells, cells_first, fhkl, mask)
+    return 0.0
+
+
+KINDS = {"render": render, "out_of_range": out_of_range, "phi_loop": phi_loop}
+
+
+def _signature(dtype: str, out_dtype: str):
+    from numba import types
+
+    ft = getattr(types, dtype)
+    ptr = types.CPointer
+    i64 = types.int64
+    return types.float64(
+        ptr(ft), i64, ptr(types.int64), i64, ptr(ft), i64, i64, ptr(ft), i64, i64, i64, ptr(ft),
+        ptr(ft), i64, i64, i64, ptr(types.uint16), i64, i64, i64, types.float64, i64, i64,
+        ptr(getattr(types, out_dtype)),
+    )
+
+
+def _compile_cfunc(kind: str, dtype: str, out_dtype: str):
+    import types
+
+    from numba import carray, cfunc, njit
+
+    from ..compile import cpu_functions
+
+    phys = cpu_functions()
+    namespace = dict(globals())
+    namespace.update(carray=carray, render_raster_pixel=phys.render_raster_pixel,
+                     raster_pixel_out_of_range=phys.raster_pixel_out_of_range,
+                     raster_pixel_runs_phi_loop=phys.raster_pixel_runs_phi_loop)
+
+    def clone(fn):
+        return types.FunctionType(fn.__code__, namespace, fn.__name__)
+
+    namespace["_views"] = njit(clone(_views), inline="always")
+    return cfunc(_signature(dtype, out_dtype), error_model="numpy")(clone(KINDS[kind]))
+
+
+def _stub_ir(module) -> str:
+    """LLVM IR defining a trapping stub for each runtime symbol ``module`` only declares."""
+    lines = ["declare void @llvm.trap()"]
+    for fn in module.functions:
+        if fn.is_declaration and fn.name.startswith(STUB_PREFIXES):
+            ftype = str(fn.global_value_type)  # "ret (args)"
+            ret, _, args = ftype.partition(" (")
+            lines.append(f'define {ret} @"{fn.name}"({args} {{\n  call void @llvm.trap()\n  unreachable\n}}')
+    for var in module.global_variables:
+        if var.is_declaration and var.name.startswith(STUB_PREFIXES):
+            lines.append(f'@"{var.name}" = global {var.global_value_type} zeroinitializer')
+    return "\n".join(lines) + "\n"
+
+
+def find_linker() -> str | None:
+    """The C compiler used to link the shared library (``$CC``, ``cc``, ``gcc`` or ``clang``)."""
+    for name in (os.environ.get("CC", "").split() or [None])[:1] + ["cc", "gcc", "clang"]:
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def build(kind: str, dtype: str, out_dtype: str, target: str) -> str:
+    """Compile kernel ``kind`` and write it as the shared library ``target``.
+
+    Returns the exported symbol name.  Raises ``RuntimeError`` when no C
+    compiler is found or linking fails.
+    """
+    import llvmlite.binding as llvm
+
+    linker = find_linker()
+    if linker is None:
+        raise RuntimeError("no C compiler (cc, gcc or clang) on PATH to link the native kernel")
+    compiled = _compile_cfunc(kind, dtype, out_dtype)
+    library = compiled._library
+    codegen = library.codegen
+    module = llvm.parse_assembly(library.get_llvm_str())
+    module.link_in(llvm.parse_assembly(_stub_ir(module)))
+    module.verify()
+    machine = llvm.Target.from_triple(module.triple).create_target_machine(
+        cpu=codegen._get_host_cpu_name(), features=codegen._tm_features, opt=3, reloc="pic",
+        codemodel="default",
+    )
+    folder = os.path.dirname(target)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as tmp:
+        obj = os.path.join(tmp, "kernel.o")
+        with open(obj, "wb") as handle:
+            handle.write(machine.emit_object(module))
+        out = os.path.join(tmp, "kernel.so")
+        proc = subprocess.run([linker, "-shared", "-o", out, obj, "-lm"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"linking the native kernel failed: {proc.stderr.strip()[:500]}")
+        os.replace(out, target)
+    return compiled.native_name
