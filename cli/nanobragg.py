@@ -29,6 +29,10 @@ def _print_help() -> None:
     print(help_text())
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"nanoBragg: warning: {message}\n"
+
+
 def _lean_startup() -> None:
     """Start-up trims for the one-shot nanoBragg process.
 
@@ -37,6 +41,9 @@ def _lean_startup() -> None:
     OpenBLAS threads would only compete with the kernel's threads.
     """
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
     if "scipy" not in sys.modules:
         sys.modules.setdefault("scipy.linalg.cython_blas", None)
         sys.modules.setdefault("scipy.linalg.cython_lapack", None)
