@@ -80,14 +80,15 @@ def test_c_program(benchmark, case, tmpdir_module):
 
 @pytest.mark.compilation
 def test_compile_cold_cache(benchmark, tmp_path):
-    """First simulate() call with an empty Numba cache, in a fresh interpreter."""
+    """First simulate() call with empty kernel caches (Numba's and the native libraries'), in a fresh interpreter."""
     argv = set_flag(W1, "-detpixels", 64) + COMMON
     probe = COMPILE_PROBE.replace("BACKEND", repr("cpu")).replace("THREADS", str(THREADS))
     results = []
 
     def once():
         cache = tmp_path / f"cache{len(results)}"
-        env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), NUMBA_NUM_THREADS=str(THREADS))
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), NBNUMBA_CACHE_DIR=str(cache / "native"),
+                   NUMBA_NUM_THREADS=str(THREADS))
         r = subprocess.run([sys.executable, "-c", probe] + argv, cwd=tmp_path, env=env, capture_output=True,
                            text=True, check=True)
         results.append(json.loads(r.stdout.strip().splitlines()[-1]))

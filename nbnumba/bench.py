@@ -708,7 +708,7 @@ def markdown_report(result: dict) -> str:
                                f"{_num(v['ours_command']['median_s'])} |")
     comp = result.get("compile")
     if comp:
-        line = (f"First run with an empty Numba cache: command {_num(comp['command_cold_s'], 2)} s "
+        line = (f"First run with empty kernel caches: command {_num(comp['command_cold_s'], 2)} s "
                 f"(cached: {_num(comp['command_warm_s'], 2)} s, so about {_num(comp['command_compile_s'], 1)} s "
                 "of compilation)")
         if "kernel_compile_s" in comp:
