@@ -41,9 +41,6 @@ def _lean_startup() -> None:
     OpenBLAS threads would only compete with the kernel's threads.
     """
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    import warnings
-
-    warnings.formatwarning = _one_line_warning
     if "scipy" not in sys.modules:
         sys.modules.setdefault("scipy.linalg.cython_blas", None)
         sys.modules.setdefault("scipy.linalg.cython_lapack", None)
@@ -80,6 +77,9 @@ def main() -> None:  # pragma: no cover - entry point
     so once the exit status is known the process flushes its streams and
     ends without the teardown.
     """
+    import warnings
+
+    warnings.formatwarning = _one_line_warning  # this process is only the command
     try:
         run_command_line(sys.argv[1:])
         code = 0

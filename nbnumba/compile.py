@@ -33,11 +33,24 @@ CPU_INLINE = frozenset({"sinpi_small", "cospi_small", "sincg_reduced", "sincg", 
                         "rotate_about_axis", "polarization_factor"})
 
 
-def _build(decorate) -> types.SimpleNamespace:
+PRECISIONS = ("double", "single")
+
+
+def precision_of(dtype: str) -> str:
+    """``single`` for float32 kernels, ``double`` for float64."""
+    return "single" if str(dtype) == "float32" else "double"
+
+
+def _build(decorate, precision: str = "double") -> types.SimpleNamespace:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    variants = physics.SINGLE_PRECISION_VARIANTS if precision == "single" else {}
     namespace = dict(vars(physics))
     compiled = {}
     for name in _physics_function_names():
-        fn = getattr(physics, name)
+        if name in variants.values():
+            continue  # compiled under the name it replaces
+        fn = getattr(physics, variants.get(name, name))
         clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
         clone.__qualname__ = fn.__qualname__
         clone.__module__ = fn.__module__
@@ -48,20 +61,25 @@ def _build(decorate) -> types.SimpleNamespace:
 
 
 @functools.cache
-def cpu_functions() -> types.SimpleNamespace:
-    """The physics compiled with ``numba.njit`` (CPU)."""
+def cpu_functions(precision: str = "double") -> types.SimpleNamespace:
+    """The physics compiled with ``numba.njit`` (CPU).
+
+    ``precision="single"`` is the build of the float32 kernels: the
+    functions of ``physics.SINGLE_PRECISION_VARIANTS`` (shorter series, as
+    accurate as float32 can hold) replace their double-precision versions.
+    """
     from numba import njit
 
     def decorate(fn, name):
         inline = "always" if name in CPU_INLINE else "never"
         return njit(fn, cache=False, nogil=True, error_model="numpy", _nrt=False, inline=inline)
 
-    return _build(decorate)
+    return _build(decorate, precision)
 
 
 @functools.cache
-def cuda_functions() -> types.SimpleNamespace:
-    """The physics compiled with ``numba.cuda.jit(device=True)``."""
+def cuda_functions(precision: str = "double") -> types.SimpleNamespace:
+    """The physics compiled with ``numba.cuda.jit(device=True)`` (see :func:`cpu_functions`)."""
     from numba import cuda
 
-    return _build(lambda fn, name: cuda.jit(fn, device=True))
+    return _build(lambda fn, name: cuda.jit(fn, device=True), precision)

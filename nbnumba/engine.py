@@ -171,27 +171,29 @@ def cpu_pass(kind: str, prep: Prepared, dtype: str, out: np.ndarray, first_index
     if kernel is not None:
         return native.run(kernel, args, first_index, interp_stop, scale, 0, out, nthreads=nthreads,
                           row=prep.fpixels, progress=progress)
-    from .kernels import cpu as kern
+    from .compile import precision_of
+    from .kernels import cpu
 
+    kern = cpu.kernels(precision_of(dtype))
     if nthreads is not None:
         import numba
 
         numba.set_num_threads(max(1, min(int(nthreads), numba.config.NUMBA_NUM_THREADS)))
     if kind == "out_of_range":
-        kern.find_out_of_range_cpu(*args, first_index, out)
+        kern.find_out_of_range(*args, first_index, out)
         return 0.0
     if kind == "phi_loop":
-        kern.find_phi_loop_pixels_cpu(*args, out)
+        kern.find_phi_loop_pixels(*args, out)
         return 0.0
     n = out.size
     if progress is None:
-        return kern.render_image_cpu(*args, first_index, interp_stop, scale, 0, out)
+        return kern.render_image(*args, first_index, interp_stop, scale, 0, out)
     # with a progress report: render in whole-row chunks, about 5% each
     step = max(prep.fpixels, -(-n // (20 * prep.fpixels)) * prep.fpixels)
     omega_total = 0.0
     for start in range(0, n, step):
         chunk = out[start:start + step]
-        omega_total += kern.render_image_cpu(*args, first_index, interp_stop, scale, start, chunk)
+        omega_total += kern.render_image(*args, first_index, interp_stop, scale, start, chunk)
         progress(min(start + step, n) / n)
     return omega_total
 

@@ -39,3 +39,14 @@ FLOAT32_STORAGE_RTOL = 2.0 ** -24
 
 # solid angle (steradian) relative
 SOLID_ANGLE_RTOL = 1e-12
+
+# inline sin(pi t) / cos(pi t) series of the lattice factor on |t| <= 1/2,
+# absolute: double-precision build (nine/eleven terms) and the shorter
+# single-precision build (float32 resolution is 6e-8)
+SERIES_DOUBLE_ATOL = 1e-13
+SERIES_SINGLE_ATOL = 1e-9
+# |sin(n pi h) / sin(pi h)| from sincg_reduced against the direct formula,
+# relative to its maximum n (the Chebyshev recurrence amplifies the cosine's
+# error by up to n**2)
+SINCG_DOUBLE_RTOL = 1e-13
+SINCG_SINGLE_RTOL = 2e-9

@@ -3,8 +3,16 @@
 Compiled kernels are cached on disk (``cache=True``, invalidated when the
 physics changes too: see :mod:`nbnumba.kernels._cache`); the per-pixel body,
 :func:`nbnumba.physics.render_raster_pixel`, is the same function the CUDA
-kernel runs, compiled by :func:`nbnumba.compile.cpu_functions`.
+kernel runs, compiled by :func:`nbnumba.compile.cpu_functions`.  There is
+one set of kernels for each precision of the physics build
+(:func:`kernels`); the module-level names are the double-precision set.
+
+These are the Numba JIT kernels; by default the CPU backend runs the same
+loops from a native library (:mod:`nbnumba.kernels.native`).
 """
+
+import functools
+import types
 
 from numba import njit, prange
 
@@ -13,15 +21,12 @@ from ._cache import install as _install_physics_aware_cache
 
 _install_physics_aware_cache()
 
-_phys = cpu_functions()
-render_raster_pixel = _phys.render_raster_pixel
-raster_pixel_out_of_range = _phys.raster_pixel_out_of_range
-raster_pixel_runs_phi_loop = _phys.raster_pixel_runs_phi_loop
+# bound per precision by kernels(); the loops below are compiled from clones
+render_raster_pixel = raster_pixel_out_of_range = raster_pixel_runs_phi_loop = None
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def render_image_cpu(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
-                     interp_stop, scale, start, image):
+def render_image(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
+                 interp_stop, scale, start, image):
     """Render pixels ``start .. start+image.size-1`` (raster order) into ``image``.
 
     Returns the summed solid angle of the rendered sub-pixels (C's statistic).
@@ -37,9 +42,7 @@ def render_image_cpu(fp, ip, sources, cells, cells_first, fhkl, mask, first_inde
     return omega_total
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def find_out_of_range_cpu(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
-                          out_of_range):
+def find_out_of_range(fp, ip, sources, cells, cells_first, fhkl, mask, first_index, out_of_range):
     """Flag pixels whose interpolation stencil leaves the HKL grid."""
     for idx in prange(out_of_range.size):
         out_of_range[idx] = raster_pixel_out_of_range(
@@ -47,9 +50,36 @@ def find_out_of_range_cpu(fp, ip, sources, cells, cells_first, fhkl, mask, first
         )
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def find_phi_loop_pixels_cpu(fp, ip, sources, cells, cells_first, fhkl, mask, flags):
+def find_phi_loop_pixels(fp, ip, sources, cells, cells_first, fhkl, mask, flags):
     """Flag the rendered pixels where some sub-pixel/source passes ``-dmin``."""
     for idx in prange(flags.size):
         flags[idx] = raster_pixel_runs_phi_loop(idx, fp, ip, sources, cells, cells_first, fhkl, mask)
 
+
+@functools.cache
+def kernels(precision: str = "double") -> types.SimpleNamespace:
+    """The three ``prange`` kernels bound to the physics build of ``precision``.
+
+    Each precision's kernels have their own names (``render_image_cpu``,
+    ``render_image_cpu_single``, ...), hence their own entries in Numba's
+    on-disk cache.
+    """
+    phys = cpu_functions(precision)
+    namespace = dict(globals())
+    namespace.update(render_raster_pixel=phys.render_raster_pixel,
+                     raster_pixel_out_of_range=phys.raster_pixel_out_of_range,
+                     raster_pixel_runs_phi_loop=phys.raster_pixel_runs_phi_loop)
+    suffix = "_cpu" if precision == "double" else f"_cpu_{precision}"
+    built = {}
+    for fn in (render_image, find_out_of_range, find_phi_loop_pixels):
+        clone = types.FunctionType(fn.__code__, namespace, fn.__name__ + suffix)
+        clone.__qualname__ = fn.__qualname__ + suffix
+        clone.__doc__ = fn.__doc__
+        built[fn.__name__] = njit(parallel=True, cache=True, error_model="numpy")(clone)
+    return types.SimpleNamespace(**built)
+
+
+_double = kernels("double")
+render_image_cpu = _double.render_image
+find_out_of_range_cpu = _double.find_out_of_range
+find_phi_loop_pixels_cpu = _double.find_phi_loop_pixels

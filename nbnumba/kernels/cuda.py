@@ -10,6 +10,7 @@ depend on the tiling.
 from __future__ import annotations
 
 import functools
+import types
 
 import numpy as np
 
@@ -18,17 +19,17 @@ if not hasattr(np, "row_stack"):  # numpy >= 2.5 removed it; numba-cuda 0.30 sti
 
 from numba import cuda  # noqa: E402
 
-from ..compile import cuda_functions
+from ..compile import cuda_functions, precision_of
 
 THREADS_PER_BLOCK = 128
 DEFAULT_TILE_PIXELS = 1 << 22  # about 4 million pixels, 64 MB of outputs
 
 
+# bound per precision by _kernels(); the kernels are compiled from clones
 _render_raster_pixel = None
 _raster_pixel_out_of_range = None
 
 
-@cuda.jit
 def render_tile(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
                 interp_stop, scale, start, image, omega):
     """One thread per pixel of the tile starting at raster index ``start``."""
@@ -47,7 +48,6 @@ def render_tile(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
         omega[t] = 0.0
 
 
-@cuda.jit
 def out_of_range_tile(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
                       start, flags):
     """Flag the tile's pixels whose interpolation stencil leaves the grid."""
@@ -60,13 +60,19 @@ def out_of_range_tile(fp, ip, sources, cells, cells_first, fhkl, mask, first_ind
 
 
 @functools.cache
-def _kernels():
-    # bind the device functions before the kernels are first compiled
-    global _render_raster_pixel, _raster_pixel_out_of_range
-    phys = cuda_functions()
-    _render_raster_pixel = phys.render_raster_pixel
-    _raster_pixel_out_of_range = phys.raster_pixel_out_of_range
-    return render_tile, out_of_range_tile
+def _kernels(precision: str = "double"):
+    """``render_tile`` and ``out_of_range_tile`` bound to the physics build of ``precision``."""
+    phys = cuda_functions(precision)
+    namespace = dict(globals())
+    namespace.update(_render_raster_pixel=phys.render_raster_pixel,
+                     _raster_pixel_out_of_range=phys.raster_pixel_out_of_range)
+    built = []
+    for fn in (render_tile, out_of_range_tile):
+        clone = types.FunctionType(fn.__code__, namespace, fn.__name__)
+        clone.__qualname__ = fn.__qualname__
+        clone.__doc__ = fn.__doc__
+        built.append(cuda.jit(clone))
+    return tuple(built)
 
 
 def render_cuda(prep, dtype: str = "float64", tile_pixels: int | None = None, progress=None,
@@ -76,7 +82,7 @@ def render_cuda(prep, dtype: str = "float64", tile_pixels: int | None = None, pr
     Returns the flat float32 ``image`` (raster order) and the summed solid
     angle of the rendered sub-pixels.
     """
-    render_tile, out_of_range_tile = _kernels()
+    render_tile, out_of_range_tile = _kernels(precision_of(dtype))
     ft = np.float64 if dtype == "float64" else np.float32
     n = prep.fpixels * prep.spixels
     tile = int(tile_pixels or DEFAULT_TILE_PIXELS)

@@ -113,9 +113,9 @@ def _compile_cfunc(kind: str, dtype: str, out_dtype: str):
 
     from numba import carray, cfunc, njit
 
-    from ..compile import cpu_functions
+    from ..compile import cpu_functions, precision_of
 
-    phys = cpu_functions()
+    phys = cpu_functions(precision_of(dtype))
     namespace = dict(globals())
     namespace.update(carray=carray, render_raster_pixel=phys.render_raster_pixel,
                      raster_pixel_out_of_range=phys.raster_pixel_out_of_range,

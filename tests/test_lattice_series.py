@@ -1,0 +1,62 @@
+"""The inline series behind the lattice factor, in both precision builds.
+
+The double build keeps the lattice factor within rounding of C's formula
+(parity mode); the single build (float32 kernels) uses shorter series that
+are still far below float32's resolution.  Both are checked against the
+C library's sin/cos and against the direct ``sin(n x)/sin(x)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from tolerances import SERIES_DOUBLE_ATOL, SERIES_SINGLE_ATOL, SINCG_DOUBLE_RTOL, SINCG_SINGLE_RTOL
+
+from nbnumba import physics
+from nbnumba.compile import cpu_functions
+
+T = np.linspace(-0.5, 0.5, 4001)
+SERIES_TOL = {"double": SERIES_DOUBLE_ATOL, "single": SERIES_SINGLE_ATOL}
+SINCG_TOL = {"double": SINCG_DOUBLE_RTOL, "single": SINCG_SINGLE_RTOL}
+
+
+@pytest.mark.parametrize("precision", ["double", "single"])
+def test_sin_cos_series(precision):
+    phys = cpu_functions(precision)
+    sin_err = max(abs(phys.sinpi_small(t) - math.sin(math.pi * t)) for t in T)
+    cos_err = max(abs(phys.cospi_small(t) - math.cos(math.pi * t)) for t in T)
+    assert sin_err <= SERIES_TOL[precision]
+    assert cos_err <= SERIES_TOL[precision]
+
+
+def test_single_build_uses_the_short_series():
+    """The builds differ exactly where SINGLE_PRECISION_VARIANTS says."""
+    assert set(physics.SINGLE_PRECISION_VARIANTS) == {"sinpi_small", "cospi_small"}
+    single, double = cpu_functions("single"), cpu_functions("double")
+    t = 0.4321
+    assert single.cospi_small(t) == physics.cospi_small_single(t)
+    assert double.cospi_small(t) == physics.cospi_small(t)
+    assert single.cospi_small(t) != double.cospi_small(t)
+    # the series differ by less than the single build's truncation
+    assert abs(single.sinpi_small(t) - double.sinpi_small(t)) <= SERIES_SINGLE_ATOL
+
+
+@pytest.mark.parametrize("precision", ["double", "single"])
+@pytest.mark.parametrize("n", [2, 3, 5, 8, 9, 36, 47])
+def test_sincg_reduced_matches_direct_formula(precision, n):
+    """Against the direct formula in extended precision (the double one loses
+    digits for large ``n h``, which is why the kernel reduces the argument)."""
+    if np.finfo(np.longdouble).nmant < 60:
+        pytest.skip("needs an extended-precision long double (x86) for the reference")
+    phys = cpu_functions(precision)
+    pi = 4 * np.arctan(np.longdouble(1))
+    worst = 0.0
+    for h in np.linspace(-7.3, 11.9, 1733):
+        h0 = int(math.ceil(h - 0.5))
+        num, den = phys.sincg_reduced(h, h0, float(n))
+        x = pi * np.longdouble(h)
+        direct = np.longdouble(n) if np.sin(x) == 0 else np.sin(n * x) / np.sin(x)
+        worst = max(worst, float(abs(abs(np.longdouble(num) / np.longdouble(den)) - abs(direct))) / n)
+    assert worst <= SINCG_TOL[precision]
