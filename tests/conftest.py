@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,24 @@ import pytest
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GOLDEN_DIR = SHARED / "golden"
 GOLDEN_SPEC_DIR = SHARED / "golden_spec"
+
+DEG = math.pi / 180.0
+
+
+def triclinic_config(mode: str = "spec", **changes):
+    """A small triclinic crystal on a tiny detector (6 x 5 pixels of 1 mm at 100 mm).
+
+    Pixels are large so that Bragg peaks fall on them; ``changes`` override
+    any :class:`~nbnumba.config.SimConfig` field.
+    """
+    from nbnumba.config import SimConfig
+
+    fields = dict(mode=mode, cell_angstrom=(70.0, 80.0, 90.0), cell_angles=(75 * DEG, 85 * DEG, 95 * DEG),
+                  default_F=100.0, Na=5, Nb=5, Nc=5, lambda0=1e-10, distance=0.1, pixel_size=1e-3,
+                  fpixels=6, spixels=5, oversample=1)
+    fields.update(changes)
+    return SimConfig(**fields)
+
 
 CUDA_SKIP_REASON = "CUDA not available (set NUMBA_ENABLE_CUDASIM=1 to use the simulator)"
 

@@ -13,11 +13,10 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import GOLDEN_DIR, cuda_simulated
+from conftest import GOLDEN_DIR, cuda_simulated, triclinic_config
 from tolerances import CPU_CUDA_ATOL, CPU_CUDA_RTOL, FLOAT32_VS_FLOAT64_RTOL
 
 from nbnumba.cargs import config_from_args
-from nbnumba.config import SimConfig
 from nbnumba.engine import simulate
 from nbnumba.golden import compare_float, load_case, read_output, run_case
 from nbnumba.runner import run_nanobragg
@@ -56,11 +55,7 @@ def assert_backends_agree(cfg, cuda, dtype="float64"):
 
 
 def _cfg(mode="spec", **kw):
-    base = dict(mode=mode, cell_angstrom=(70.0, 80.0, 90.0), cell_angles=(75 * DEG, 85 * DEG, 95 * DEG),
-                default_F=100.0, Na=5, Nb=5, Nc=5, lambda0=1e-10, distance=0.1, pixel_size=1e-3,
-                fpixels=6, spixels=5, oversample=1)
-    base.update(kw)
-    return SimConfig(**base)
+    return triclinic_config(mode, **kw)
 
 
 MODES = ["spec", "parity"]

@@ -18,11 +18,10 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import GOLDEN_DIR
+from conftest import GOLDEN_DIR, triclinic_config
 from tolerances import SOLID_ANGLE_RTOL
 
 from nbnumba.cargs import config_from_args
-from nbnumba.config import SimConfig
 from nbnumba.engine import render_flat, simulate
 from nbnumba.errors import ConfigError
 from nbnumba.kernels import native, native_build
@@ -37,11 +36,8 @@ pytestmark = pytest.mark.skipif(
 
 
 def _cfg(mode="spec", **kw):
-    base = dict(mode=mode, cell_angstrom=(70.0, 80.0, 90.0), cell_angles=(75 * DEG, 85 * DEG, 95 * DEG),
-                default_F=100.0, Na=5, Nb=5, Nc=5, lambda0=1e-10, distance=0.1, pixel_size=0.5e-3,
-                fpixels=13, spixels=11, oversample=1)
-    base.update(kw)
-    return SimConfig(**base)
+    """A 13 x 11 detector of 0.5 mm pixels: enough rows for several chunks per thread."""
+    return triclinic_config(mode, **{"pixel_size": 0.5e-3, "fpixels": 13, "spixels": 11, **kw})
 
 
 def _render(cfg, kernel, monkeypatch, dtype="float64", out_dtype=np.float32, nthreads=None):

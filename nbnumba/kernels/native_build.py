@@ -9,10 +9,10 @@ millisecond and needs neither Numba nor LLVM at run time.
 
 How a library is made:
 
-1. a serial loop over a range of raster pixels (``render``, ``out_of_range``
-   or ``phi_loop``: the bodies of the ``prange`` kernels in
-   :mod:`nbnumba.kernels.cpu`) is compiled by ``numba.cfunc`` with a C
-   signature of pointers and integers;
+1. a serial loop over a range of raster pixels (:func:`row_loop`) around
+   one per-pixel step (``render``, ``out_of_range`` or ``phi_loop``: the
+   bodies of the ``prange`` kernels in :mod:`nbnumba.kernels.cpu`) is
+   compiled by ``numba.cfunc`` with a C signature of pointers and integers;
 2. its optimised LLVM module is emitted as position-independent machine code
    for this CPU (the same CPU name and features Numba's JIT uses);
 3. the handful of Python and Numba runtime symbols that only the unreachable
@@ -50,49 +50,44 @@ def _views(fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom
             carray(fhkl_p, (nh, nk, nl)), carray(mask_p, (n_mask,)))
 
 
-def render(fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
-           fhkl_p, nh, nk, nl, mask_p, n_mask, first_index, interp_stop, scale, start, count, out_p):
-    """Render pixels ``start .. start+count-1``; return their summed solid angle."""
-    fp, ip, sources, cells, cells_first, fhkl, mask = _views(
-        fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
-        fhkl_p, nh, nk, nl, mask_p, n_mask)
-    image = carray(out_p, (count,))
-    omega_total = 0.0
-    for i in range(count):
-        rendered, value, omega_sum, oor = render_raster_pixel(
-            start + i, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale)
-        if rendered:
-            image[i] = value
-            omega_total += omega_sum
-    return omega_total
-
-
-def out_of_range(fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
-                 fhkl_p, nh, nk, nl, mask_p, n_mask, first_index, interp_stop, scale, start, count, out_p):
-    """Flag the pixels whose interpolation stencil leaves the HKL grid."""
-    fp, ip, sources, cells, cells_first, fhkl, mask = _views(
-        fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
-        fhkl_p, nh, nk, nl, mask_p, n_mask)
-    flags = carray(out_p, (count,))
-    for i in range(count):
-        flags[i] = raster_pixel_out_of_range(start + i, fp, ip, sources, cells, cells_first, fhkl, mask,
-                                             first_index)
+def render(idx, i, out, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale):
+    """Render pixel ``idx`` into ``out[i]``; return its summed solid angle."""
+    rendered, value, omega_sum, oor = render_raster_pixel(
+        idx, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale)
+    if rendered:
+        out[i] = value
+        return omega_sum
     return 0.0
 
 
-def phi_loop(fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
-             fhkl_p, nh, nk, nl, mask_p, n_mask, first_index, interp_stop, scale, start, count, out_p):
-    """Flag the rendered pixels where some sub-pixel/source passes ``-dmin``."""
-    fp, ip, sources, cells, cells_first, fhkl, mask = _views(
-        fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
-        fhkl_p, nh, nk, nl, mask_p, n_mask)
-    flags = carray(out_p, (count,))
-    for i in range(count):
-        flags[i] = raster_pixel_runs_phi_loop(start + i, fp, ip, sources, cells, cells_first, fhkl, mask)
+def out_of_range(idx, i, out, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale):
+    """Flag pixel ``idx`` if its interpolation stencil leaves the HKL grid."""
+    out[i] = raster_pixel_out_of_range(idx, fp, ip, sources, cells, cells_first, fhkl, mask, first_index)
+    return 0.0
+
+
+def phi_loop(idx, i, out, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale):
+    """Flag pixel ``idx`` if it is rendered and some sub-pixel/source passes ``-dmin``."""
+    out[i] = raster_pixel_runs_phi_loop(idx, fp, ip, sources, cells, cells_first, fhkl, mask)
     return 0.0
 
 
 KINDS = {"render": render, "out_of_range": out_of_range, "phi_loop": phi_loop}
+pixel = None  # bound to one of KINDS by _compile_cfunc
+
+
+def row_loop(fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
+             fhkl_p, nh, nk, nl, mask_p, n_mask, first_index, interp_stop, scale, start, count, out_p):
+    """The exported function: ``pixel`` for raster pixels ``start .. start+count-1``; returns the sum."""
+    fp, ip, sources, cells, cells_first, fhkl, mask = _views(
+        fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
+        fhkl_p, nh, nk, nl, mask_p, n_mask)
+    out = carray(out_p, (count,))
+    total = 0.0
+    for i in range(count):
+        total += pixel(start + i, i, out, fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
+                       interp_stop, scale)
+    return total
 
 
 def _signature(dtype: str, out_dtype: str):
@@ -125,7 +120,8 @@ def _compile_cfunc(kind: str, dtype: str, out_dtype: str):
         return types.FunctionType(fn.__code__, namespace, fn.__name__)
 
     namespace["_views"] = njit(clone(_views), inline="always")
-    return cfunc(_signature(dtype, out_dtype), error_model="numpy")(clone(KINDS[kind]))
+    namespace["pixel"] = njit(clone(KINDS[kind]), inline="always", error_model="numpy")
+    return cfunc(_signature(dtype, out_dtype), error_model="numpy")(clone(row_loop))
 
 
 def _stub_ir(module) -> str:
