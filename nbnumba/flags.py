@@ -338,4 +338,14 @@ def help_text() -> str:
             names = ", ".join((flag.name,) + flag.aliases)
             lines.append(f"  {names}{meta}\n      {flag.help}")
         lines.append("")
+    lines += [
+        "Environment:",
+        "  NBNUMBA_CPU_KERNEL=auto|native|jit",
+        "      CPU kernel: the cached native library (default where a C compiler can link it) or Numba's JIT",
+        "  NBNUMBA_CACHE_DIR",
+        "      folder of the native kernel libraries (default ~/.cache/nbnumba)",
+        "  NUMBA_NUM_THREADS",
+        "      CPU threads when -nthreads is not given (default: all usable cores)",
+        "",
+    ]
     return "\n".join(lines)

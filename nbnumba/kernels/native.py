@@ -155,9 +155,12 @@ def load(kind: str, dtype: str, out_dtype: str) -> NativeKernel | None:
     cache_key = (kind, dtype, out_dtype)
     if cache_key in _loaded:
         return _loaded[cache_key]
+    if not supported():
+        if choice == "native":
+            raise ConfigError(f"NBNUMBA_CPU_KERNEL=native: native kernels are built on Linux only, not {sys.platform}")
+        _loaded[cache_key] = None  # the JIT kernel is the normal one here: no warning
+        return None
     try:
-        if not supported():
-            raise RuntimeError(f"native kernels are built on Linux only, not {sys.platform}")
         folder = cache_dir()
         key = library_key(kind, dtype, out_dtype)
         lib_path = os.path.join(folder, key + ".so")
