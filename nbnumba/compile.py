@@ -30,10 +30,28 @@ def _physics_function_names() -> list[str]:
 CPU_INLINE = frozenset({"sinpi_small", "cospi_small", "sincg_reduced", "sincg", "sinc3", "unit3", "cross3",
                         "nearest_structure_factor", "subpixel_position", "render_pixel",
                         "render_raster_pixel", "raster_position", "lattice_factor", "interpolation_out_of_range",
-                        "rotate_about_axis", "polarization_factor"})
+                        "rotate_about_axis", "polarization_factor", "to_float", "floor_int", "ceil_int"})
 
 
 PRECISIONS = ("double", "single")
+
+
+def _float32_literals(code: types.CodeType) -> types.CodeType:
+    """``code`` with each float literal (also inside folded tuples) as a numpy float32.
+
+    Numba types a Python float literal as float64, so ``h - 0.5`` with a
+    float32 ``h`` would be evaluated in double precision.
+    """
+    import numpy as np
+
+    def convert(c):
+        if type(c) is float:
+            return np.float32(c)
+        if type(c) is tuple:  # folded constants such as ``return 0.0, 0.0, 0.0``
+            return tuple(convert(x) for x in c)
+        return c
+
+    return code.replace(co_consts=tuple(convert(c) for c in code.co_consts))
 
 
 def precision_of(dtype: str) -> str:
@@ -46,12 +64,20 @@ def _build(decorate, precision: str = "double") -> types.SimpleNamespace:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     variants = physics.SINGLE_PRECISION_VARIANTS if precision == "single" else {}
     namespace = dict(vars(physics))
+    if precision == "single":
+        import numpy as np
+
+        namespace.update(float32=np.float32, float64=np.float64)
+        for key, value in list(namespace.items()):
+            if type(value) is float:  # module constants such as PI
+                namespace[key] = np.float32(value)
     compiled = {}
     for name in _physics_function_names():
         if name in variants.values():
             continue  # compiled under the name it replaces
         fn = getattr(physics, variants.get(name, name))
-        clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
+        code = fn.__code__ if precision == "double" else _float32_literals(fn.__code__)
+        clone = types.FunctionType(code, namespace, name, fn.__defaults__, fn.__closure__)
         clone.__qualname__ = fn.__qualname__
         clone.__module__ = fn.__module__
         clone.__doc__ = fn.__doc__

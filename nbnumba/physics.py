@@ -91,6 +91,8 @@ SRC_POLAR_B = 7  # 3: unit B axis of the polarization frame
 SRC_POLAR_E = 10  # 3: unit E axis
 SRC_SIZE = 13
 
+PI = math.pi  # a module constant, so the single-precision build can retype it
+
 # largest cell count for which sincg_reduced uses the Chebyshev recurrence
 CHEBYSHEV_MAX_N = 8
 
@@ -109,6 +111,46 @@ INTERP_OFF = 2  # switched off before this pixel
 PASS_RENDER = 0
 PASS_FIND_OUT_OF_RANGE = 1
 PASS_PHI_LOOP_RUNS = 2  # does any sub-pixel/source of the pixel reach the phi loop?
+
+
+def to_float(x):
+    """An integer as a float of the kernel's precision.
+
+    Here (double precision) exactly the implicit conversion C makes; the
+    single-precision build converts to float32 instead, so that an integer
+    mixed into float32 arithmetic does not promote it to float64.
+    """
+    return float(x)
+
+
+def to_float_single(x):
+    """:func:`to_float` of the single-precision build."""
+    return float32(x)  # noqa: F821 - numpy.float32, bound by nbnumba.compile
+
+
+def floor_int(x):
+    """``floor(x)`` as an integer."""
+    return int(math.floor(x))
+
+
+def floor_int_single(x):
+    """:func:`floor_int` of the single-precision build.
+
+    Numba calls the C library's ``floorf`` for a float32 argument but inlines
+    the rounding instruction for float64; widening is exact, so it rounds
+    the float64.
+    """
+    return int(math.floor(float64(x)))  # noqa: F821 - numpy.float64, bound by nbnumba.compile
+
+
+def ceil_int(x):
+    """``ceil(x)`` as an integer."""
+    return int(math.ceil(x))
+
+
+def ceil_int_single(x):
+    """:func:`ceil_int` of the single-precision build (see :func:`floor_int_single`)."""
+    return int(math.ceil(float64(x)))  # noqa: F821 - numpy.float64, bound by nbnumba.compile
 
 
 def unit3(x, y, z):
@@ -219,7 +261,13 @@ def cospi_small_single(t):
 
 # The single-precision builds (``-dtype float32``, spec mode) compile these
 # functions under the names on the left; everything else is shared.
-SINGLE_PRECISION_VARIANTS = {"sinpi_small": "sinpi_small_single", "cospi_small": "cospi_small_single"}
+SINGLE_PRECISION_VARIANTS = {
+    "sinpi_small": "sinpi_small_single",
+    "cospi_small": "cospi_small_single",
+    "to_float": "to_float_single",
+    "floor_int": "floor_int_single",
+    "ceil_int": "ceil_int_single",
+}
 
 
 def sincg_reduced(h, h0, n):
@@ -237,7 +285,7 @@ def sincg_reduced(h, h0, n):
     is more accurate than it for large ``h``, where ``pi h`` loses digits).
     Returning a pair lets the caller divide once for all three axes.
     """
-    d = h - h0
+    d = h - to_float(h0)
     m = int(n)
     if m <= CHEBYSHEV_MAX_N:
         two_c = 2.0 * cospi_small(d)
@@ -253,7 +301,7 @@ def sincg_reduced(h, h0, n):
     if d == 0.0:
         return n, 1.0
     nd = n * d
-    f = nd - math.floor(nd + 0.5)
+    f = nd - to_float(floor_int(nd + 0.5))
     return sinpi_small(f), sinpi_small(d)
 
 
@@ -291,13 +339,13 @@ def polarization_factor(kahn, ix, iy, iz, dx, dy, dz, bx, by, bz, ex, ey, ez):
     dx, dy, dz = unit3(dx, dy, dz)
     cos2theta = ix * dx + iy * dy + iz * dz
     cos2theta_sqr = cos2theta * cos2theta
-    sin2theta_sqr = 1 - cos2theta_sqr
+    sin2theta_sqr = 1.0 - cos2theta_sqr
     if kahn == 0.0:
         return 0.5 * (1.0 + cos2theta_sqr)
     e_out = dx * ex + dy * ey + dz * ez
     b_out = dx * bx + dy * by + dz * bz
     psi = -math.atan2(b_out, e_out)
-    return 0.5 * (1.0 + cos2theta_sqr - kahn * math.cos(2 * psi) * sin2theta_sqr)
+    return 0.5 * (1.0 + cos2theta_sqr - kahn * math.cos(2.0 * psi) * sin2theta_sqr)
 
 
 def lattice_factor(shape, h, k, l, h0, k0, l0, fp, exact):
@@ -316,11 +364,11 @@ def lattice_factor(shape, h, k, l, h0, k0, l0, fp, exact):
     if shape == SHAPE_SQUARE:
         if exact:
             if na > 1:
-                f_latt *= sincg(math.pi * h, na)
+                f_latt *= sincg(PI * h, na)
             if nb > 1:
-                f_latt *= sincg(math.pi * k, nb)
+                f_latt *= sincg(PI * k, nb)
             if nc > 1:
-                f_latt *= sincg(math.pi * l, nc)
+                f_latt *= sincg(PI * l, nc)
         else:
             num = 1.0
             den = 1.0
@@ -338,12 +386,12 @@ def lattice_factor(shape, h, k, l, h0, k0, l0, fp, exact):
                 den *= cd
             f_latt = num / den
         return f_latt
-    dh = h - h0
-    dk = k - k0
-    dl = l - l0
+    dh = h - to_float(h0)
+    dk = k - to_float(k0)
+    dl = l - to_float(l0)
     if shape == SHAPE_ROUND:
         hrad_sqr = dh * dh * na * na + dk * dk * nb * nb + dl * dl * nc * nc
-        return na * nb * nc * 0.723601254558268 * sinc3(math.pi * math.sqrt(hrad_sqr * fudge))
+        return na * nb * nc * 0.723601254558268 * sinc3(PI * math.sqrt(hrad_sqr * fudge))
     dxs = dh * fp[FP_ASTAR] + dk * fp[FP_BSTAR] + dl * fp[FP_CSTAR]
     dys = dh * fp[FP_ASTAR + 1] + dk * fp[FP_BSTAR + 1] + dl * fp[FP_CSTAR + 1]
     dzs = dh * fp[FP_ASTAR + 2] + dk * fp[FP_BSTAR + 2] + dl * fp[FP_CSTAR + 2]
@@ -406,7 +454,7 @@ def interpolate_along_l(fhkl, hi, ki, l0f, l_min, l):
     """
     li = l0f - l_min
     return lagrange4(
-        float(l0f - 1), float(l0f), float(l0f + 1), float(l0f + 2),
+        to_float(l0f - 1), to_float(l0f), to_float(l0f + 1), to_float(l0f + 2),
         fhkl[hi, ki, li - 1], fhkl[hi, ki, li], fhkl[hi, ki, li + 1], fhkl[hi, ki, li + 2],
         l,
     )
@@ -419,7 +467,7 @@ def interpolate_plane(fhkl, hi, k0f, l0f, k_min, l_min, k, l):
     y1 = interpolate_along_l(fhkl, hi, ki, l0f, l_min, l)
     y2 = interpolate_along_l(fhkl, hi, ki + 1, l0f, l_min, l)
     y3 = interpolate_along_l(fhkl, hi, ki + 2, l0f, l_min, l)
-    return lagrange4(float(k0f - 1), float(k0f), float(k0f + 1), float(k0f + 2), y0, y1, y2, y3, k)
+    return lagrange4(to_float(k0f - 1), to_float(k0f), to_float(k0f + 1), to_float(k0f + 2), y0, y1, y2, y3, k)
 
 
 def interpolated_structure_factor(h, k, l, fhkl, ip):
@@ -427,9 +475,9 @@ def interpolated_structure_factor(h, k, l, fhkl, ip):
 
     The caller has checked that the 4x4x4 stencil lies inside the grid.
     """
-    h0f = int(math.floor(h))
-    k0f = int(math.floor(k))
-    l0f = int(math.floor(l))
+    h0f = floor_int(h)
+    k0f = floor_int(k)
+    l0f = floor_int(l)
     k_min = ip[IP_K_MIN]
     l_min = ip[IP_L_MIN]
     hi = h0f - ip[IP_H_MIN]
@@ -437,15 +485,15 @@ def interpolated_structure_factor(h, k, l, fhkl, ip):
     y1 = interpolate_plane(fhkl, hi, k0f, l0f, k_min, l_min, k, l)
     y2 = interpolate_plane(fhkl, hi + 1, k0f, l0f, k_min, l_min, k, l)
     y3 = interpolate_plane(fhkl, hi + 2, k0f, l0f, k_min, l_min, k, l)
-    return lagrange4(float(h0f - 1), float(h0f), float(h0f + 1), float(h0f + 2), y0, y1, y2, y3, h)
+    return lagrange4(to_float(h0f - 1), to_float(h0f), to_float(h0f + 1), to_float(h0f + 2), y0, y1, y2, y3, h)
 
 
 def subpixel_position(fpixel, spixel, sub_f, sub_s, odet_depth, fp, ip):
     """Laboratory position of a sub-pixel centre (metres from the sample)."""
     oversample = ip[IP_OVERSAMPLE]
     subpixel_size = fp[FP_SUBPIXEL_SIZE]
-    fdet = subpixel_size * (fpixel * oversample + sub_f) + subpixel_size / 2.0
-    sdet = subpixel_size * (spixel * oversample + sub_s) + subpixel_size / 2.0
+    fdet = subpixel_size * to_float(fpixel * oversample + sub_f) + subpixel_size / 2.0
+    sdet = subpixel_size * to_float(spixel * oversample + sub_s) + subpixel_size / 2.0
     px = fdet * fp[FP_FDET] + sdet * fp[FP_SDET] + odet_depth * fp[FP_ODET] + fp[FP_PIX0]
     py = fdet * fp[FP_FDET + 1] + sdet * fp[FP_SDET + 1] + odet_depth * fp[FP_ODET + 1] + fp[FP_PIX0 + 1]
     pz = fdet * fp[FP_FDET + 2] + sdet * fp[FP_SDET + 2] + odet_depth * fp[FP_ODET + 2] + fp[FP_PIX0 + 2]
@@ -546,7 +594,7 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
     out_of_range = 0
 
     for thick_tic in range(thicksteps):
-        odet_depth = thick_tic * thickstep
+        odet_depth = to_float(thick_tic) * thickstep
         capture_fraction = 0.0
         if fp[FP_THICK] == 0.0:
             capture_fraction = 1.0
@@ -564,8 +612,8 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                 omega_sum += omega_pixel
                 if capture_fraction == 0.0 or os_thick:
                     parallax = dx * odx + dy * ody + dz * odz
-                    capture_fraction = math.exp(-thick_tic * thickstep * mu / parallax) - math.exp(
-                        -(thick_tic + 1) * thickstep * mu / parallax
+                    capture_fraction = math.exp(-to_float(thick_tic) * thickstep * mu / parallax) - math.exp(
+                        -to_float(thick_tic + 1) * thickstep * mu / parallax
                     )
                 for source in range(n_sources):
                     ix = -sources[source, SRC_DIR]
@@ -602,9 +650,9 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                                  + cell_table[phi_tic, mos, 5] * sz)
                             l = (cell_table[phi_tic, mos, 6] * sx + cell_table[phi_tic, mos, 7] * sy
                                  + cell_table[phi_tic, mos, 8] * sz)
-                            h0 = int(math.ceil(h - 0.5))
-                            k0 = int(math.ceil(k - 0.5))
-                            l0 = int(math.ceil(l - 0.5))
+                            h0 = ceil_int(h - 0.5)
+                            k0 = ceil_int(k - 0.5)
+                            l0 = ceil_int(l - 0.5)
                             f_near = default_f
                             if not interpolate:
                                 f_near = nearest_structure_factor(h0, k0, l0, fhkl, ip, default_f)

@@ -22,25 +22,36 @@ SERIES_TOL = {"double": SERIES_DOUBLE_ATOL, "single": SERIES_SINGLE_ATOL}
 SINCG_TOL = {"double": SINCG_DOUBLE_RTOL, "single": SINCG_SINGLE_RTOL}
 
 
+FLOAT = {"double": float, "single": np.float32}
+
+
 @pytest.mark.parametrize("precision", ["double", "single"])
 def test_sin_cos_series(precision):
     phys = cpu_functions(precision)
-    sin_err = max(abs(phys.sinpi_small(t) - math.sin(math.pi * t)) for t in T)
-    cos_err = max(abs(phys.cospi_small(t) - math.cos(math.pi * t)) for t in T)
+    ts = [FLOAT[precision](t) for t in T]
+    sin_err = max(abs(float(phys.sinpi_small(t)) - math.sin(math.pi * float(t))) for t in ts)
+    cos_err = max(abs(float(phys.cospi_small(t)) - math.cos(math.pi * float(t))) for t in ts)
     assert sin_err <= SERIES_TOL[precision]
     assert cos_err <= SERIES_TOL[precision]
 
 
-def test_single_build_uses_the_short_series():
-    """The builds differ exactly where SINGLE_PRECISION_VARIANTS says."""
-    assert set(physics.SINGLE_PRECISION_VARIANTS) == {"sinpi_small", "cospi_small"}
+def test_single_build_is_single_precision():
+    """The builds differ where SINGLE_PRECISION_VARIANTS says, and in the type of their literals."""
+    assert set(physics.SINGLE_PRECISION_VARIANTS) == {"sinpi_small", "cospi_small", "to_float", "floor_int",
+                                                      "ceil_int"}
     single, double = cpu_functions("single"), cpu_functions("double")
     t = 0.4321
-    assert single.cospi_small(t) == physics.cospi_small_single(t)
     assert double.cospi_small(t) == physics.cospi_small(t)
-    assert single.cospi_small(t) != double.cospi_small(t)
-    # the series differ by less than the single build's truncation
-    assert abs(single.sinpi_small(t) - double.sinpi_small(t)) <= SERIES_SINGLE_ATOL
+    assert single.cospi_small(np.float32(t)) != double.cospi_small(t)
+    assert abs(float(single.sinpi_small(np.float32(t))) - double.sinpi_small(t)) <= SERIES_SINGLE_ATOL
+    # float32 in, float32 arithmetic out: literals and integers do not promote
+    from numba import types
+
+    single.to_float(3)
+    assert single.cospi_small.nopython_signatures[-1].return_type == types.float32
+    assert single.to_float.nopython_signatures[-1].return_type == types.float32
+    double.to_float(3)
+    assert double.to_float.nopython_signatures[-1].return_type == types.float64
 
 
 @pytest.mark.parametrize("precision", ["double", "single"])
@@ -51,12 +62,14 @@ def test_sincg_reduced_matches_direct_formula(precision, n):
     if np.finfo(np.longdouble).nmant < 60:
         pytest.skip("needs an extended-precision long double (x86) for the reference")
     phys = cpu_functions(precision)
+    real = FLOAT[precision]
     pi = 4 * np.arctan(np.longdouble(1))
     worst = 0.0
     for h in np.linspace(-7.3, 11.9, 1733):
-        h0 = int(math.ceil(h - 0.5))
-        num, den = phys.sincg_reduced(h, h0, float(n))
-        x = pi * np.longdouble(h)
+        h = real(h)
+        h0 = int(math.ceil(float(h) - 0.5))
+        num, den = phys.sincg_reduced(h, h0, real(n))
+        x = pi * np.longdouble(float(h))
         direct = np.longdouble(n) if np.sin(x) == 0 else np.sin(n * x) / np.sin(x)
-        worst = max(worst, float(abs(abs(np.longdouble(num) / np.longdouble(den)) - abs(direct))) / n)
+        worst = max(worst, float(abs(abs(np.longdouble(float(num)) / np.longdouble(float(den))) - abs(direct))) / n)
     assert worst <= SINCG_TOL[precision]
