@@ -66,8 +66,10 @@ def _build(decorate, precision: str = "double") -> types.SimpleNamespace:
     namespace = dict(vars(physics))
     if precision == "single":
         import numpy as np
+        from numba import types as nbtypes
 
-        namespace.update(float32=np.float32, float64=np.float64)
+        # conversions as Numba types: callable in CPU and CUDA code alike
+        namespace.update(float32=nbtypes.float32, float64=nbtypes.float64)
         for key, value in list(namespace.items()):
             if type(value) is float:  # module constants such as PI
                 namespace[key] = np.float32(value)

@@ -125,7 +125,7 @@ def to_float(x):
 
 def to_float_single(x):
     """:func:`to_float` of the single-precision build."""
-    return float32(x)  # noqa: F821 - numpy.float32, bound by nbnumba.compile
+    return float32(x)  # noqa: F821 - numba.float32, bound by nbnumba.compile
 
 
 def floor_int(x):
@@ -140,7 +140,7 @@ def floor_int_single(x):
     the rounding instruction for float64; widening is exact, so it rounds
     the float64.
     """
-    return int(math.floor(float64(x)))  # noqa: F821 - numpy.float64, bound by nbnumba.compile
+    return int(math.floor(float64(x)))  # noqa: F821 - numba.float64, bound by nbnumba.compile
 
 
 def ceil_int(x):
@@ -150,7 +150,7 @@ def ceil_int(x):
 
 def ceil_int_single(x):
     """:func:`ceil_int` of the single-precision build (see :func:`floor_int_single`)."""
-    return int(math.ceil(float64(x)))  # noqa: F821 - numpy.float64, bound by nbnumba.compile
+    return int(math.ceil(float64(x)))  # noqa: F821 - numba.float64, bound by nbnumba.compile
 
 
 def unit3(x, y, z):
