@@ -73,6 +73,7 @@ __all__ = [
     "new_ran1_state",
     "poidev",
     "poisson_image",
+    "poisson_fill",
     "poisson_image_core",
     "roi_mask",
     "ran1",
@@ -142,23 +143,33 @@ class _LazyJit:
 _JIT = None
 
 
+def jit_functions(**options) -> dict:
+    """Every ``@njit`` function of this module compiled with ``numba.njit(**options)``.
+
+    Each is bound to the compiled versions of the others.  The module's own
+    functions use ``cache=True``; the native noise kernel
+    (:mod:`nbnumba.kernels.native_build`) builds its own set.
+    """
+    import types
+
+    from numba import njit as numba_njit
+
+    namespace = dict(globals())
+    built = {}
+    for name, obj in list(globals().items()):
+        if isinstance(obj, _LazyJit):
+            fn = obj.py_func
+            clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
+            clone.__qualname__ = fn.__qualname__
+            clone.__module__ = fn.__module__
+            built[name] = namespace[name] = numba_njit(clone, **options)
+    return built
+
+
 def _jit_build() -> dict:
     global _JIT
     if _JIT is None:
-        import types
-
-        from numba import njit
-
-        namespace = dict(globals())
-        built = {}
-        for name, obj in list(globals().items()):
-            if isinstance(obj, _LazyJit):
-                fn = obj.py_func
-                clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
-                clone.__qualname__ = fn.__qualname__
-                clone.__module__ = fn.__module__
-                built[name] = namespace[name] = njit(clone, cache=True)
-        _JIT = built
+        _JIT = jit_functions(cache=True)
     return _JIT
 
 
@@ -664,11 +675,22 @@ def poisson_image_core(float_image, mask, adc_offset, state, pstate):
         ``(uint16 image, photon sum, overload count)``; pixels outside the
         mask are 0.
     """
-    n = float_image.shape[0]
-    out = np.zeros(n, dtype=np.uint16)
+    out = np.zeros(float_image.shape[0], dtype=np.uint16)
+    total, overloads = poisson_fill(float_image, mask, adc_offset, state, pstate, out)
+    return out, total, overloads
+
+
+@njit(cache=True)
+def poisson_fill(float_image, mask, adc_offset, state, pstate, out):
+    """The noise loop of :func:`poisson_image_core`, writing into ``out``.
+
+    ``out`` is a uint16 array of the image's length; pixels outside
+    ``mask`` (any integer or boolean array, nonzero inside) are left as they
+    are.  Returns ``(photon sum, overload count)``.
+    """
     total = 0.0
     overloads = 0
-    for i in range(n):
+    for i in range(float_image.shape[0]):
         if not mask[i]:
             continue
         test = np.float64(poidev(float_image[i], state, pstate))
@@ -678,7 +700,7 @@ def poisson_image_core(float_image, mask, adc_offset, state, pstate):
             test = 65535.0
             overloads += 1
         out[i] = _to_ushort(test)
-    return out, total, overloads
+    return total, overloads
 
 
 def poisson_image(float_image, roi, seed, adc_offset: float = 40.0, fpixels: int | None = None):
@@ -725,7 +747,13 @@ def poisson_image(float_image, roi, seed, adc_offset: float = 40.0, fpixels: int
     else:
         state = new_ran1_state(int(seed))
     pstate = new_poisson_state()
-    out, total, overloads = poisson_image_core(flat, mask, float(adc_offset), state, pstate)
+    from .kernels import native
+
+    kernel = native.load("noise", "float32", "uint16")
+    if kernel is not None:
+        out, total, overloads = native.run_noise(kernel, flat, mask, float(adc_offset), state, pstate)
+    else:
+        out, total, overloads = poisson_image_core(flat, mask, float(adc_offset), state, pstate)
     return out.reshape(shape), float(total), int(overloads)
 
 

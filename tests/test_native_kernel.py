@@ -148,6 +148,42 @@ def test_failed_build_falls_back_once_and_remembers(monkeypatch, tmp_path):
         native.load("render", "float64", "float32")
 
 
+def test_noise_equals_jit_bit_for_bit():
+    """C's Poisson loop: same image, photon sum, overloads and generator state after."""
+    from nbnumba import rng
+
+    gen = np.random.default_rng(3)
+    image = gen.gamma(0.5, 40.0, 20000).astype(np.float32)
+    image[::997] = 3e6  # Gaussian branch (mean above 1e6)
+    image[11] = 2e5  # clipped at 65535: an overload
+    mask = np.ones(image.size, dtype=bool)
+    mask[::5] = False
+    kernel = native.load("noise", "float32", "uint16")
+    states = [(rng.new_ran1_state(-5), rng.new_poisson_state()) for _ in range(2)]
+    nat = native.run_noise(kernel, image, mask, 40.0, *states[0])
+    jit = rng.poisson_image_core(image, mask, 40.0, *states[1])
+    assert np.array_equal(nat[0], jit[0])
+    assert nat[1] == jit[1] and nat[2] == jit[2] and nat[2] > 0
+    assert np.array_equal(states[0][0], states[1][0]) and np.array_equal(states[0][1], states[1][1])
+    assert np.all(nat[0][~mask] == 0)
+
+
+def test_noise_continues_a_shared_generator_state():
+    """A state array handed in is advanced in place (C's shared shuffle table), also when not int64."""
+    from nbnumba import rng
+
+    image = np.full(300, 7.5, dtype=np.float32)
+    kernel = native.load("noise", "float32", "uint16")
+    shared = rng.new_ran1_state(5).astype(np.int32)  # a positive seed, in another integer type
+    reference = rng.new_ran1_state(5)
+    first = native.run_noise(kernel, image, np.ones(300, bool), 40.0, shared, rng.new_poisson_state())
+    again = native.run_noise(kernel, image, np.ones(300, bool), 40.0, shared, rng.new_poisson_state())
+    ref_first = rng.poisson_image_core(image, np.ones(300, bool), 40.0, reference, rng.new_poisson_state())
+    ref_again = rng.poisson_image_core(image, np.ones(300, bool), 40.0, reference, rng.new_poisson_state())
+    assert np.array_equal(first[0], ref_first[0]) and np.array_equal(again[0], ref_again[0])
+    assert not np.array_equal(first[0], again[0])
+
+
 def test_library_key_depends_on_variant():
     keys = {native.library_key(k, d, o) for k in ("render", "phi_loop") for d in ("float64", "float32")
             for o in ("float32", "int8")}
@@ -155,10 +191,11 @@ def test_library_key_depends_on_variant():
 
 
 def test_command_does_not_import_numba(tmp_path):
-    """With the library built, a nanoBragg run loads neither Numba nor LLVM (the start-up saving)."""
+    """With the libraries built, a default nanoBragg run (noise image included) loads neither Numba nor LLVM."""
     argv = ["-default_F", "100", "-cell", "100", "100", "100", "90", "90", "90", "-lambda", "6.2", "-N", "5",
-            "-detpixels", "32", "-pixel", "0.1", "-distance", "100", "-nonoise", "-nopgm"]
-    native.load("render", "float64", "float32")  # build it here if this is the first use
+            "-detpixels", "32", "-pixel", "0.1", "-distance", "100", "-seed", "3"]
+    native.load("render", "float64", "float32")  # build them here if this is the first use
+    native.load("noise", "float32", "uint16")
     probe = ("import sys\n"
              "from nbnumba_cli.nanobragg import run_command_line\n"
              "try:\n    run_command_line(sys.argv[1:])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
@@ -170,3 +207,4 @@ def test_command_does_not_import_numba(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "IMPORTED []" in r.stdout, r.stdout[-500:]
     assert (tmp_path / "floatimage.bin").stat().st_size == 32 * 32 * 4
+    assert (tmp_path / "noiseimage.img").stat().st_size == 512 + 32 * 32 * 2

@@ -43,8 +43,7 @@ from ..errors import ConfigError
 ABI_VERSION = 1  # bump when the C signature in native_build changes
 KERNEL_CHOICES = ("auto", "native", "jit")
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SOURCES = ("physics.py", "compile.py", os.path.join("kernels", "native_build.py"))
-_CTYPES = {"float64": ctypes.c_double, "float32": ctypes.c_float}
+_SOURCES = ("physics.py", "compile.py", "rng.py", os.path.join("kernels", "native_build.py"))
 _loaded: dict = {}
 
 
@@ -98,19 +97,26 @@ def supported() -> bool:
 
 
 class NativeKernel:
-    """One loaded kernel function: a serial loop over a range of raster pixels."""
+    """One loaded kernel function.
 
-    def __init__(self, path: str, symbol: str, dtype: str, out_dtype: str):
+    ``render``, ``out_of_range`` and ``phi_loop`` are serial loops over a
+    range of raster pixels (run them with :func:`run`); ``noise`` is the
+    Poisson loop (:func:`run_noise`).
+    """
+
+    def __init__(self, path: str, symbol: str, kind: str, dtype: str, out_dtype: str):
         self.library = ctypes.CDLL(path)
         fn = self.library[symbol]
-        ft = _CTYPES[dtype]
         p = ctypes.c_void_p
         i64 = ctypes.c_int64
-        fn.argtypes = [p, i64, p, i64, p, i64, i64, p, i64, i64, i64, p, p, i64, i64, i64, p, i64, i64, i64,
-                       ctypes.c_double, i64, i64, p]
+        if kind == "noise":
+            fn.argtypes = [p, p, i64, ctypes.c_double, p, p, p, p]
+        else:
+            fn.argtypes = [p, i64, p, i64, p, i64, i64, p, i64, i64, i64, p, p, i64, i64, i64, p, i64, i64, i64,
+                           ctypes.c_double, i64, i64, p]
         fn.restype = ctypes.c_double
         self.fn = fn
-        self.ftype = ft
+        self.kind = kind
         self.dtype = np.dtype(dtype)
         self.out_dtype = np.dtype(out_dtype)
 
@@ -174,7 +180,7 @@ def load(kind: str, dtype: str, out_dtype: str) -> NativeKernel | None:
             _build_or_fail(kind, dtype, out_dtype, folder, key)
         with open(meta_path) as handle:
             symbol = json.load(handle)["symbol"]
-        kernel = NativeKernel(lib_path, symbol, dtype, out_dtype)
+        kernel = NativeKernel(lib_path, symbol, kind, dtype, out_dtype)
     except Exception as exc:  # noqa: BLE001
         if choice == "native":
             raise ConfigError(f"NBNUMBA_CPU_KERNEL=native: cannot build or load the native kernel ({exc})") from exc
@@ -282,3 +288,29 @@ def run(kernel: NativeKernel, args, first_index: int, interp_stop: int, scale: f
     # keep the arrays alive until every call returned
     del fp, ip, sources, cells, cells_first, fhkl, mask
     return total
+
+
+def run_noise(kernel: NativeKernel, float_image: np.ndarray, mask: np.ndarray, adc_offset: float,
+              state: np.ndarray, pstate: np.ndarray) -> tuple[np.ndarray, float, int]:
+    """C's Poisson noise loop (:func:`nbnumba.rng.poisson_image_core`) in the native library.
+
+    ``state`` and ``pstate`` are advanced in place, as by the JIT function.
+    Returns ``(uint16 image, photon sum, overload count)``.
+    """
+    if kernel.kind != "noise":
+        raise ValueError(f"not the noise kernel: {kernel.kind}")
+    image = np.ascontiguousarray(float_image, dtype=np.float32).reshape(-1)
+    inside = np.ascontiguousarray(mask, dtype=np.uint8).reshape(-1)
+    if inside.size != image.size:
+        raise ValueError("mask and image differ in size")
+    work_state = np.ascontiguousarray(state, dtype=np.int64)
+    work_pstate = np.ascontiguousarray(pstate, dtype=np.float32)
+    out = np.zeros(image.size, dtype=np.uint16)
+    overloads = np.zeros(1, dtype=np.int64)
+    total = kernel.fn(image.ctypes.data, inside.ctypes.data, image.size, float(adc_offset),
+                      work_state.ctypes.data, work_pstate.ctypes.data, out.ctypes.data, overloads.ctypes.data)
+    if work_state is not state:
+        state[...] = work_state
+    if work_pstate is not pstate:
+        pstate[...] = work_pstate
+    return out, float(total), int(overloads[0])

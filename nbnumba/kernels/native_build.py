@@ -20,6 +20,10 @@ How a library is made:
 4. the object is linked into a shared library with the system C compiler
    (``cc``), written to the cache atomically.
 
+The same route builds the Poisson noise loop of :mod:`nbnumba.rng`
+(``noise``: C's random generators, sequential, bit for bit), so that a
+default ``nanoBragg`` run, which writes a noise image, needs no Numba either.
+
 Only this module imports Numba; :mod:`nbnumba.kernels.native` loads and runs
 the result.  No floating-point option differs from the JIT build, so both
 give the same bits (``tests/test_native_kernel.py``).
@@ -40,6 +44,7 @@ STUB_PREFIXES = ("Py", "_Py", "numba_", "NRT_")
 # Filled in by _compile_cfunc with the compiled physics and numba.carray; the
 # row loops below are compiled from clones that see those bindings.
 carray = render_raster_pixel = raster_pixel_out_of_range = raster_pixel_runs_phi_loop = None
+poisson_fill = RAN1_STATE_SIZE = POISSON_STATE_SIZE = None
 
 
 def _views(fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
@@ -103,6 +108,38 @@ def _signature(dtype: str, out_dtype: str):
     )
 
 
+def noise_loop(img_p, mask_p, n, adc_offset, state_p, pstate_p, out_p, overloads_p):
+    """The exported noise function: C's Poisson loop over ``n`` pixels (see :func:`nbnumba.rng.poisson_fill`)."""
+    out = carray(out_p, (n,))
+    overloads = carray(overloads_p, (1,))
+    total, overloads[0] = poisson_fill(carray(img_p, (n,)), carray(mask_p, (n,)), adc_offset,
+                                       carray(state_p, (RAN1_STATE_SIZE,)),
+                                       carray(pstate_p, (POISSON_STATE_SIZE,)), out)
+    return total
+
+
+def _noise_signature():
+    from numba import types
+
+    ptr = types.CPointer
+    return types.float64(ptr(types.float32), ptr(types.uint8), types.int64, types.float64, ptr(types.int64),
+                         ptr(types.float32), ptr(types.uint16), ptr(types.int64))
+
+
+def _compile_noise_cfunc():
+    import types
+
+    from numba import carray, cfunc
+
+    from .. import rng
+
+    namespace = dict(globals())
+    namespace.update(carray=carray, RAN1_STATE_SIZE=rng.RAN1_STATE_SIZE, POISSON_STATE_SIZE=rng.POISSON_STATE_SIZE,
+                     poisson_fill=rng.jit_functions(error_model="numpy")["poisson_fill"])
+    loop = types.FunctionType(noise_loop.__code__, namespace, noise_loop.__name__)
+    return cfunc(_noise_signature(), error_model="numpy")(loop)
+
+
 def _compile_cfunc(kind: str, dtype: str, out_dtype: str):
     import types
 
@@ -157,7 +194,7 @@ def build(kind: str, dtype: str, out_dtype: str, target: str) -> str:
     linker = find_linker()
     if linker is None:
         raise RuntimeError("no C compiler (cc, gcc or clang) on PATH to link the native kernel")
-    compiled = _compile_cfunc(kind, dtype, out_dtype)
+    compiled = _compile_noise_cfunc() if kind == "noise" else _compile_cfunc(kind, dtype, out_dtype)
     library = compiled._library
     codegen = library.codegen
     module = llvm.parse_assembly(library.get_llvm_str())
