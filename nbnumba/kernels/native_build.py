@@ -189,11 +189,11 @@ def build(kind: str, dtype: str, out_dtype: str, target: str) -> str:
     Returns the exported symbol name.  Raises ``RuntimeError`` when no C
     compiler is found or linking fails.
     """
-    import llvmlite.binding as llvm
-
     linker = find_linker()
     if linker is None:
         raise RuntimeError("no C compiler (cc, gcc or clang) on PATH to link the native kernel")
+    import llvmlite.binding as llvm
+
     compiled = _compile_noise_cfunc() if kind == "noise" else _compile_cfunc(kind, dtype, out_dtype)
     library = compiled._library
     codegen = library.codegen
