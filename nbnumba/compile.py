@@ -17,6 +17,23 @@ import types
 from . import physics
 
 
+def rebind(fn, namespace: dict, name: str | None = None, code: types.CodeType | None = None):
+    """A copy of function ``fn`` whose global names are looked up in ``namespace``.
+
+    Numba reads a function's globals when it compiles it, so decorating such
+    a copy binds the calls in ``fn`` to whatever ``namespace`` holds: how
+    one physics source is compiled for each backend and precision, and how
+    kernels are bound to a physics build.  ``name`` (default ``fn``'s)
+    becomes the copy's name and qualified name; ``code`` replaces the body.
+    """
+    clone = types.FunctionType(code or fn.__code__, namespace, name or fn.__name__, fn.__defaults__,
+                               fn.__closure__)
+    clone.__qualname__ = name or fn.__qualname__
+    clone.__module__ = fn.__module__
+    clone.__doc__ = fn.__doc__
+    return clone
+
+
 def _physics_function_names() -> list[str]:
     return [
         name
@@ -79,11 +96,7 @@ def _build(decorate, precision: str = "double") -> types.SimpleNamespace:
             continue  # compiled under the name it replaces
         fn = getattr(physics, variants.get(name, name))
         code = fn.__code__ if precision == "double" else _float32_literals(fn.__code__)
-        clone = types.FunctionType(code, namespace, name, fn.__defaults__, fn.__closure__)
-        clone.__qualname__ = fn.__qualname__
-        clone.__module__ = fn.__module__
-        clone.__doc__ = fn.__doc__
-        compiled[name] = decorate(clone, name)
+        compiled[name] = decorate(rebind(fn, namespace, name, code), name)
         namespace[name] = compiled[name]
     return types.SimpleNamespace(**compiled)
 

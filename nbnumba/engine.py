@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -169,7 +168,7 @@ def cpu_pass(kind: str, prep: Prepared, dtype: str, out: np.ndarray, first_index
     args = _kernel_arrays(prep, dtype)
     kernel = native.load(kind, dtype, out.dtype.name)
     if kernel is not None:
-        return native.run(kernel, args, first_index, interp_stop, scale, 0, out, nthreads=nthreads,
+        return native.run(kernel, args, first_index, interp_stop, scale, out, nthreads=nthreads,
                           row=prep.fpixels, progress=progress)
     from .compile import precision_of
     from .kernels import cpu
@@ -225,9 +224,11 @@ def _ip(name):
 
 def _kernel_arrays(prep: Prepared, dtype: str):
     ft = np.float64 if dtype == "float64" else np.float32
+    # no copies in double precision: the kernels only read these arrays
     return (
-        prep.fp.astype(ft), prep.ip, prep.sources.astype(ft), prep.cells.astype(ft),
-        prep.cells_first.astype(ft), prep.fhkl.astype(ft), prep.mask,
+        prep.fp.astype(ft, copy=False), prep.ip, prep.sources.astype(ft, copy=False),
+        prep.cells.astype(ft, copy=False), prep.cells_first.astype(ft, copy=False),
+        prep.fhkl.astype(ft, copy=False), prep.mask,
     )
 
 
@@ -315,6 +316,3 @@ def statistics(prep: Prepared, image: np.ndarray, omega_total: float) -> Statist
     return Statistics(max_I=max_I, max_I_x=max_x, max_I_y=max_y, mean=avg, rms=rms, rmsd=rmsd,
                       omega_sum=float(omega_total) / prep.steps, rendered=sumn)
 
-
-def default_threads() -> int:
-    return os.cpu_count() or 1

@@ -58,6 +58,7 @@ import math
 
 import numpy as np
 
+from nbnumba.compile import rebind
 from nbnumba.io._roi import roi_mask  # re-exported for callers of poisson_image
 
 __all__ = [
@@ -116,7 +117,6 @@ _GAMMLN_COF = np.array(
 )
 
 
-
 class _LazyJit:
     """A function compiled with ``numba.njit(cache=True)`` on its first call.
 
@@ -150,7 +150,6 @@ def jit_functions(**options) -> dict:
     functions use ``cache=True``; the native noise kernel
     (:mod:`nbnumba.kernels.native_build`) builds its own set.
     """
-    import types
 
     from numba import njit as numba_njit
 
@@ -158,11 +157,7 @@ def jit_functions(**options) -> dict:
     built = {}
     for name, obj in list(globals().items()):
         if isinstance(obj, _LazyJit):
-            fn = obj.py_func
-            clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
-            clone.__qualname__ = fn.__qualname__
-            clone.__module__ = fn.__module__
-            built[name] = namespace[name] = numba_njit(clone, **options)
+            built[name] = namespace[name] = numba_njit(rebind(obj.py_func, namespace), **options)
     return built
 
 
@@ -787,17 +782,13 @@ class _PowfMath:
 
 
 def _python_build(names):
-    import types
 
     namespace = dict(globals())
     namespace["math"] = _PowfMath()
     built = {}
     for name in names:
         fn = globals()[name]
-        fn = getattr(fn, "py_func", fn)
-        clone = types.FunctionType(fn.__code__, namespace, name, fn.__defaults__, fn.__closure__)
-        built[name] = clone
-        namespace[name] = clone
+        built[name] = namespace[name] = rebind(getattr(fn, "py_func", fn), namespace)
     return built
 
 

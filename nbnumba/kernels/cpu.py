@@ -16,7 +16,7 @@ import types
 
 from numba import njit, prange
 
-from ..compile import cpu_functions
+from ..compile import cpu_functions, rebind
 from ._cache import install as _install_physics_aware_cache
 
 _install_physics_aware_cache()
@@ -72,9 +72,7 @@ def kernels(precision: str = "double") -> types.SimpleNamespace:
     suffix = "_cpu" if precision == "double" else f"_cpu_{precision}"
     built = {}
     for fn in (render_image, find_out_of_range, find_phi_loop_pixels):
-        clone = types.FunctionType(fn.__code__, namespace, fn.__name__ + suffix)
-        clone.__qualname__ = fn.__qualname__ + suffix
-        clone.__doc__ = fn.__doc__
+        clone = rebind(fn, namespace, fn.__name__ + suffix)
         built[fn.__name__] = njit(parallel=True, cache=True, error_model="numpy")(clone)
     return types.SimpleNamespace(**built)
 

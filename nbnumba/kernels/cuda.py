@@ -10,7 +10,6 @@ depend on the tiling.
 from __future__ import annotations
 
 import functools
-import types
 
 import numpy as np
 
@@ -19,7 +18,7 @@ if not hasattr(np, "row_stack"):  # numpy >= 2.5 removed it; numba-cuda 0.30 sti
 
 from numba import cuda  # noqa: E402
 
-from ..compile import cuda_functions, precision_of
+from ..compile import cuda_functions, precision_of, rebind
 
 THREADS_PER_BLOCK = 128
 DEFAULT_TILE_PIXELS = 1 << 22  # about 4 million pixels, 64 MB of outputs
@@ -66,13 +65,7 @@ def _kernels(precision: str = "double"):
     namespace = dict(globals())
     namespace.update(_render_raster_pixel=phys.render_raster_pixel,
                      _raster_pixel_out_of_range=phys.raster_pixel_out_of_range)
-    built = []
-    for fn in (render_tile, out_of_range_tile):
-        clone = types.FunctionType(fn.__code__, namespace, fn.__name__)
-        clone.__qualname__ = fn.__qualname__
-        clone.__doc__ = fn.__doc__
-        built.append(cuda.jit(clone))
-    return tuple(built)
+    return tuple(cuda.jit(rebind(fn, namespace)) for fn in (render_tile, out_of_range_tile))
 
 
 def render_cuda(prep, dtype: str = "float64", tile_pixels: int | None = None, progress=None,

@@ -27,6 +27,7 @@ later runs go straight to the JIT kernel; delete the folder to retry.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import itertools
 import json
@@ -81,13 +82,21 @@ def _cpu_identity() -> str:
     return json.dumps(wanted, sort_keys=True) + os.uname().machine
 
 
-def library_key(kind: str, dtype: str, out_dtype: str) -> str:
-    """Cache key of one kernel library: sources, ABI, kernel variant and CPU."""
+@functools.cache
+def _sources_and_cpu() -> bytes:
+    """What every library depends on: the compiled sources and the CPU (read once a process)."""
     digest = hashlib.sha256()
     for name in _SOURCES:
         with open(os.path.join(_PACKAGE_DIR, name), "rb") as handle:
             digest.update(handle.read())
-    digest.update(f"{ABI_VERSION}|{kind}|{dtype}|{out_dtype}|{_cpu_identity()}".encode())
+    digest.update(f"{ABI_VERSION}|{_cpu_identity()}".encode())
+    return digest.digest()
+
+
+def library_key(kind: str, dtype: str, out_dtype: str) -> str:
+    """Cache key of one kernel library: sources, ABI, kernel variant and CPU."""
+    digest = hashlib.sha256(_sources_and_cpu())
+    digest.update(f"{kind}|{dtype}|{out_dtype}".encode())
     return f"{kind}-{dtype}-{out_dtype}-{digest.hexdigest()[:24]}"
 
 
@@ -204,9 +213,9 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def run(kernel: NativeKernel, args, first_index: int, interp_stop: int, scale: float, start: int,
-        out: np.ndarray, nthreads: int | None = None, row: int = 1, progress=None) -> float:
-    """Run ``kernel`` on raster pixels ``start .. start+out.size-1`` into ``out``.
+def run(kernel: NativeKernel, args, first_index: int, interp_stop: int, scale: float, out: np.ndarray,
+        nthreads: int | None = None, row: int = 1, progress=None) -> float:
+    """Run ``kernel`` on every raster pixel, into ``out`` (one entry per pixel).
 
     ``args`` are the kernel arrays (fp, ip, sources, cells, cells_first,
     fhkl, mask) in the kernel's precision.  The pixels are split into
@@ -233,7 +242,7 @@ def run(kernel: NativeKernel, args, first_index: int, interp_stop: int, scale: f
     threads = max(1, int(nthreads) if nthreads else default_threads())
 
     def chunk(lo, hi):
-        return kernel.fn(*fixed, start + lo, hi - lo, base + lo * itemsize)
+        return kernel.fn(*fixed, lo, hi - lo, base + lo * itemsize)
 
     if n == 0:
         return 0.0

@@ -36,6 +36,8 @@ import shutil
 import subprocess
 import tempfile
 
+from ..compile import rebind
+
 # symbols of the Python C API and of Numba's runtime: referenced only on error
 # paths that cannot run here (no exceptions, no allocation), given trapping stubs
 STUB_PREFIXES = ("Py", "_Py", "numba_", "NRT_")
@@ -127,7 +129,6 @@ def _noise_signature():
 
 
 def _compile_noise_cfunc():
-    import types
 
     from numba import carray, cfunc
 
@@ -136,12 +137,10 @@ def _compile_noise_cfunc():
     namespace = dict(globals())
     namespace.update(carray=carray, RAN1_STATE_SIZE=rng.RAN1_STATE_SIZE, POISSON_STATE_SIZE=rng.POISSON_STATE_SIZE,
                      poisson_fill=rng.jit_functions(error_model="numpy")["poisson_fill"])
-    loop = types.FunctionType(noise_loop.__code__, namespace, noise_loop.__name__)
-    return cfunc(_noise_signature(), error_model="numpy")(loop)
+    return cfunc(_noise_signature(), error_model="numpy")(rebind(noise_loop, namespace))
 
 
 def _compile_cfunc(kind: str, dtype: str, out_dtype: str):
-    import types
 
     from numba import carray, cfunc, njit
 
@@ -152,13 +151,9 @@ def _compile_cfunc(kind: str, dtype: str, out_dtype: str):
     namespace.update(carray=carray, render_raster_pixel=phys.render_raster_pixel,
                      raster_pixel_out_of_range=phys.raster_pixel_out_of_range,
                      raster_pixel_runs_phi_loop=phys.raster_pixel_runs_phi_loop)
-
-    def clone(fn):
-        return types.FunctionType(fn.__code__, namespace, fn.__name__)
-
-    namespace["_views"] = njit(clone(_views), inline="always")
-    namespace["pixel"] = njit(clone(KINDS[kind]), inline="always", error_model="numpy")
-    return cfunc(_signature(dtype, out_dtype), error_model="numpy")(clone(row_loop))
+    namespace["_views"] = njit(rebind(_views, namespace), inline="always")
+    namespace["pixel"] = njit(rebind(KINDS[kind], namespace), inline="always", error_model="numpy")
+    return cfunc(_signature(dtype, out_dtype), error_model="numpy")(rebind(row_loop, namespace))
 
 
 def _stub_ir(module) -> str:
