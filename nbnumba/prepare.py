@@ -538,7 +538,6 @@ def prepare(config: SimConfig) -> Prepared:
     fp[P.FP_ODET:P.FP_ODET + 3] = odet
     fp[P.FP_PIX0:P.FP_PIX0 + 3] = pix0
     fp[P.FP_BEAM:P.FP_BEAM + 3] = beam
-    fp[P.FP_POLAR:P.FP_POLAR + 3] = polar_vector
     fp[P.FP_ASTAR:P.FP_ASTAR + 3] = cellinfo["a_star"][:3]
     fp[P.FP_BSTAR:P.FP_BSTAR + 3] = cellinfo["b_star"][:3]
     fp[P.FP_CSTAR:P.FP_CSTAR + 3] = cellinfo["c_star"][:3]

@@ -172,8 +172,8 @@ def pixel_report(result: SimResult, fpixel: int, spixel: int) -> list[str]:
     airpath = math.sqrt(pos[0] ** 2 + pos[1] ** 2 + pos[2] ** 2)
     d = [v / airpath for v in pos]
     src = prep.sources[-1]
-    lam = src[3]
-    scat = [(d[i] + src[i]) / lam for i in range(3)]
+    lam = src[P.SRC_LAMBDA]
+    scat = [(d[i] + src[P.SRC_DIR + i]) / lam for i in range(3)]
     stol = 0.5 * math.sqrt(sum(v * v for v in scat))
     cell = prep.cells[-1, -1]
     hkl = [sum(cell[3 * j + i] * scat[i] for i in range(3)) for j in range(3)]
