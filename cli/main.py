@@ -37,11 +37,6 @@ def main():  # pragma: no cover - entry point
     nbnumba()
 
 
-def nanobragg_main():  # pragma: no cover - entry point
-    """The ``nanoBragg`` command through Click (the console script uses :mod:`.nanobragg`)."""
-    nanobragg()
-
-
 from .bench_cmd import bench as _bench  # noqa: E402
 
 nbnumba.add_command(_bench)
