@@ -8,12 +8,12 @@ the cases, an ``inputs/`` folder.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
-from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,11 +88,37 @@ def compare_smv(ours: bytes, ref: bytes, what: str) -> tuple[bool, str]:
     return ok, msg
 
 
+def run_command(argv, folder, mode: str | None = None, timeout: float | None = None) -> tuple[int, str, str]:
+    """Run the ``nanoBragg`` command in a child process whose working folder is ``folder``.
+
+    Relative file names on the command line (and C's default output names)
+    then refer to ``folder``, without changing this process's working folder.
+
+    Parameters
+    ----------
+    argv : list of str
+        The command line, without the program name.
+    folder : str or Path
+        Working folder of the run.
+    mode : {'spec', 'parity'}, optional
+        Forced mode (``-mode``), else the command line's own.
+    timeout : float, optional
+        Seconds before the run is killed (``subprocess.TimeoutExpired``).
+
+    Returns
+    -------
+    (int, str, str)
+        Exit status, standard output and standard error.
+    """
+    args = list(argv) + (["-mode", mode] if mode else [])
+    proc = subprocess.run([sys.executable, "-m", "nbnumba", *args], cwd=os.fspath(folder),
+                          capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
 def run_case(name: str, golden: Path | None = None, mode: str = "parity", extra_args=(),
              reference: Path | None = None, workdir: Path | None = None) -> CaseReport:
     """Run one golden case through the nanoBragg command and compare its files."""
-    from .runner import run_nanobragg
-
     golden = Path(golden or default_golden_dir())
     case = load_case(golden, name)
     refdir = Path(reference or golden) / name
@@ -100,15 +126,19 @@ def run_case(name: str, golden: Path | None = None, mode: str = "parity", extra_
     tmp.mkdir(parents=True, exist_ok=True)
     for inp in case.get("inputs", []):
         shutil.copy(golden / "inputs" / inp, tmp / inp)
-    buf = io.StringIO()
-    cwd = os.getcwd()
     try:
-        os.chdir(tmp)
-        with redirect_stdout(buf):
-            run_nanobragg(list(case["args"]) + list(extra_args), out=buf, mode=mode)
+        return _compare_case(name, case, refdir, tmp, list(extra_args), mode)
     finally:
-        os.chdir(cwd)
-    report = CaseReport(name=name, ok=True, stdout=buf.getvalue())
+        if workdir is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _compare_case(name, case, refdir: Path, tmp: Path, extra_args: list, mode: str) -> CaseReport:
+    rc, stdout, stderr = run_command(list(case["args"]) + extra_args, tmp, mode=mode)
+    report = CaseReport(name=name, ok=rc == 0, stdout=stdout)
+    if rc != 0:
+        report.details.append(f"exit status {rc}: {stderr.strip()}")
+        return report
     f, s = case["fpixels"], case["spixels"]
     for out in case["outputs"]:
         fname = out[:-3] if out.endswith(".gz") else out
@@ -124,8 +154,6 @@ def run_case(name: str, golden: Path | None = None, mode: str = "parity", extra_
             msg = f"{fname}: " + ("identical" if ok else "differs")
         report.details.append(f"{fname}: {msg}")
         report.ok &= ok
-    if workdir is None:
-        shutil.rmtree(tmp, ignore_errors=True)
     return report
 
 
