@@ -176,8 +176,7 @@ def our_command() -> list[str]:
     found = shutil.which("nanoBragg")
     if found:
         return [found]
-    return [sys.executable, "-c", "import sys; from nbnumba_cli.nanobragg import main; "
-            "sys.argv[0] = 'nanoBragg'; main()"]
+    return [sys.executable, "-m", "nbnumba"]
 
 
 GNU_TIME = "/usr/bin/time"
@@ -497,11 +496,15 @@ def precompile_bytecode() -> bool:
     Returns True when the byte code is in place.
     """
     import compileall
+    import importlib.util
 
-    import nbnumba_cli
-
+    # the command-line package is located, not imported: the library never imports it
+    packages = [Path(__file__).resolve().parent]
+    cli_spec = importlib.util.find_spec("nbnumba_cli")
+    if cli_spec is not None and cli_spec.origin:
+        packages.append(Path(cli_spec.origin).resolve().parent)
     ok = True
-    for package in (Path(__file__).resolve().parent, Path(nbnumba_cli.__file__).resolve().parent):
+    for package in packages:
         with contextlib.redirect_stdout(io.StringIO()):
             ok &= bool(compileall.compile_dir(str(package), quiet=2))
     return ok
