@@ -1,0 +1,403 @@
+"""Least-squares fits of the model to observed images, with uncertainties.
+
+:func:`fit` adjusts :class:`~nbnumba.config.SimConfig` parameters (names as
+in :mod:`nbnumba.gradients`: ``'distance'``, ``'misset[0]'``, ...) and an
+overall scale so that the rendered image matches an observed one, using
+:func:`scipy.optimize.least_squares` (trust-region reflective: bounds,
+robust losses, parameter scaling) on finite-difference Jacobians from
+:func:`nbnumba.gradients.gradient`.  At the solution it reports, per
+parameter, the value, its standard uncertainty from the covariance
+``(J^T W J)^-1`` scaled by the reduced chi-square, and the correlations; the
+chi-square per degree of freedom; and an honest status.
+
+Weights
+-------
+``"poisson"`` (default)
+    ``1 / max(scale * model, VARIANCE_FLOOR)``: counting statistics, for
+    images in photons (noise images with the ADC offset removed,
+    photon-counting frames).  The variances come from the model, not from
+    the counts (weights from the counts bias a fit towards low values), and
+    are updated from the solution and the fit repeated until they settle
+    (iteratively reweighted least squares).  The reduced chi-square of a
+    good fit is then about 1 (less where many pixels expect far below one
+    photon), and a fit whose chi-square is far above what the noise explains
+    is reported ``suspect``.  The sigmas are those of counting statistics,
+    inflated by the reduced chi-square where it exceeds 1.
+``"unit"``
+    All pixels alike (the chi-square scale is then unknown: the status says
+    so, and the sigmas come from the residuals themselves, through the
+    sandwich estimator, which holds whatever the real variances are).
+array
+    Per-pixel weights (relative inverse variances); 0 drops a pixel.  The
+    sigmas are scaled by the reduced chi-square.
+
+Internally each parameter is measured in units of its finite-difference
+step (``x = (p - p_start) / step``) so that the optimiser sees numbers of
+order one whatever the physical units.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .config import SimConfig
+from .errors import ConfigError
+
+__all__ = ["FitResult", "ParameterEstimate", "fit"]
+
+# smallest variance (photons) a Poisson weight assumes for a pixel
+VARIANCE_FLOOR = 0.01
+# reweighting rounds of a Poisson fit, and the weight change that ends them
+REWEIGHT_ROUNDS = 4
+REWEIGHT_RTOL = 1e-3
+
+LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
+# a Poisson-weighted fit is "suspect" when chi2/dof exceeds 1 by more than
+# this many standard deviations of the chi-square distribution, and by 10 %
+SUSPECT_SIGMAS = 5.0
+SUSPECT_EXCESS = 0.10
+
+
+@dataclass
+class ParameterEstimate:
+    """One refined quantity: where it started, where it ended, how well known."""
+
+    start: float
+    value: float
+    sigma: float
+    step: float
+
+    def as_dict(self) -> dict:
+        """JSON-ready mapping: ``start``, ``value``, ``sigma``, ``step``."""
+        return {"start": self.start, "value": self.value, "sigma": self.sigma, "step": self.step}
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`.
+
+    Attributes
+    ----------
+    config : SimConfig
+        The refined configuration (automatic choices pinned).
+    parameters : dict
+        Name -> :class:`ParameterEstimate`, the fitted ``scale`` included
+        (observed ~ scale * model) unless the scale was fixed.
+    correlations : ndarray
+        Correlation matrix, rows and columns in the order of ``parameters``.
+    chi2 : float
+        Weighted sum of squared residuals at the solution.
+    dof : int
+        Pixels used minus parameters fitted.
+    status : str
+        ``converged``, ``suspect`` (chi-square far above what the weights
+        allow), ``uncalibrated`` (converged, but unit weights give no absolute
+        chi-square), or ``not converged``.
+    message : str
+        The optimiser's reason for stopping, and the status reason.
+    nfev, njev : int
+        Model evaluations and Jacobians (each Jacobian is ``2 * len(params)`` renders).
+    history : list of float
+        Chi-square after each model evaluation.
+    """
+
+    config: SimConfig
+    parameters: dict
+    correlations: np.ndarray
+    chi2: float
+    dof: int
+    status: str
+    message: str
+    nfev: int = 0
+    njev: int = 0
+    weights: str = "poisson"
+    history: list = field(default_factory=list)
+
+    @property
+    def chi2_per_dof(self) -> float:
+        """Reduced chi-square."""
+        return self.chi2 / self.dof if self.dof > 0 else math.nan
+
+    @property
+    def values(self) -> dict:
+        """Name -> refined value."""
+        return {k: p.value for k, p in self.parameters.items()}
+
+    def as_dict(self) -> dict:
+        """The JSON document of ``nbnumba refine --out``."""
+        names = list(self.parameters)
+        return {
+            "parameters": {k: p.as_dict() for k, p in self.parameters.items()},
+            "correlations": {"names": names, "matrix": np.round(self.correlations, 6).tolist()},
+            "chi2": self.chi2,
+            "dof": self.dof,
+            "chi2_per_dof": self.chi2_per_dof,
+            "weights": self.weights,
+            "status": self.status,
+            "message": self.message,
+            "nfev": self.nfev,
+            "njev": self.njev,
+            "history": self.history,
+        }
+
+
+def _given_weights(spec, n: int) -> tuple[np.ndarray | None, str]:
+    """Fixed weights from the ``weights`` argument; ``None`` for Poisson (from the model)."""
+    if spec is None or (isinstance(spec, str) and spec == "poisson"):
+        return None, "poisson"
+    if isinstance(spec, str):
+        if spec == "unit":
+            return np.ones(n), "unit"
+        raise ConfigError(f"weights must be 'poisson', 'unit' or an array, not {spec!r}")
+    w = np.asarray(spec, dtype=np.float64).reshape(-1)
+    if w.size != n:
+        raise ConfigError(f"weights have {w.size} values, the image {n}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ConfigError("weights must be finite and non-negative")
+    return w, "given"
+
+
+class _Problem:
+    """Residuals and Jacobian of one fit, with the last model kept for the Jacobian."""
+
+    def __init__(self, base, params, steps, obs, sqrt_w, good, fit_scale, render, executor):
+        from .gradients import difference_plan
+
+        self.base = base
+        self.good = good
+        self.params = params
+        plan = difference_plan(base, params, steps)
+        self.start = np.array([v for _n, v, _h, _lo, _hi, _d in plan])
+        self.step = np.array([d / 2.0 for _n, _v, _h, _lo, _hi, d in plan])
+        self.obs = obs
+        self.sqrt_w = sqrt_w
+        self.fit_scale = fit_scale
+        self.render = render
+        self.executor = executor
+        self.cache: dict = {}
+        self.history: list = []
+        self.njev = 0
+        self.start_scale = 1.0
+
+    def config_at(self, x) -> SimConfig:
+        from .scan import apply_changes
+
+        values = self.start + self.step * np.asarray(x[: len(self.params)])
+        return apply_changes(self.base, dict(zip(self.params, (float(v) for v in values))))
+
+    def model(self, x) -> np.ndarray:
+        from .gradients import render_image
+
+        key = tuple(np.asarray(x[: len(self.params)], dtype=float).tolist())
+        if key not in self.cache:
+            self.cache = {key: render_image(self.config_at(x), **self.render).reshape(-1)[self.good]}
+        return self.cache[key]
+
+    def scale(self, x) -> float:
+        return float(x[-1]) if self.fit_scale else 1.0
+
+    def residuals(self, x) -> np.ndarray:
+        try:
+            m = self.model(x)
+        except ConfigError:
+            # outside what can be rendered: a large residual keeps the optimiser away
+            return np.full(self.obs.size, 1e10)
+        r = self.sqrt_w * (self.scale(x) * m - self.obs)
+        self.history.append(float(np.dot(r, r)))
+        return r
+
+    def jacobian(self, x) -> np.ndarray:
+        from .gradients import gradient
+
+        self.njev += 1
+        cfg = self.config_at(x)
+        g = gradient(cfg, self.params, steps=dict(zip(self.params, self.step.tolist())),
+                     executor=self.executor, resolve=False, **self.render)
+        cols = [self.scale(x) * g[p].reshape(-1)[self.good] * h for p, h in zip(self.params, self.step)]
+        if self.fit_scale:
+            cols.append(self.model(x))
+        return self.sqrt_w[:, None] * np.stack(cols, axis=1)
+
+
+def _bounds(problem: _Problem, fit_scale: bool):
+    from .gradients import NONNEGATIVE_FIELDS, _continuous
+
+    lo = []
+    for name, start, step in zip(problem.params, problem.start, problem.step):
+        fname, _ = _continuous(name)
+        lo.append((0.0 - start) / step if fname in NONNEGATIVE_FIELDS else -np.inf)
+    if fit_scale:
+        lo.append(0.0)
+    return np.array(lo), np.full(len(lo), np.inf)
+
+
+def _status(ok: bool, chi2_dof: float, dof: int, weights: str, message: str) -> tuple[str, str]:
+    if not ok:
+        return "not converged", message
+    if weights == "unit":
+        return "uncalibrated", message + "; unit weights: chi-square has no absolute scale"
+    allowed = 1.0 + max(SUSPECT_SIGMAS * math.sqrt(2.0 / max(dof, 1)), SUSPECT_EXCESS)
+    if chi2_dof > allowed:
+        return "suspect", (message + f"; chi2/dof = {chi2_dof:.3g} is above the {allowed:.3g} the noise "
+                           "explains (wrong minimum, missing physics or wrong weights)")
+    return "converged", message
+
+
+def fit(config: SimConfig, observed, params, *, mask=None, weights="poisson", fit_scale: bool = True,
+        steps: dict | None = None, loss: str = "linear", max_nfev: int = 50, backend: str = "cpu",
+        dtype: str = "float64", nthreads: int | None = None, executor=None, callback=None) -> FitResult:
+    """Fit parameters (and a scale) so the rendered image matches ``observed``.
+
+    Parameters
+    ----------
+    config : SimConfig
+        Starting model.
+    observed : array_like, shape (spixels, fpixels)
+        Observed image in photons (remove any ADC offset first).
+    params : sequence of str
+        Parameters to refine (see :mod:`nbnumba.gradients`).
+    mask : array_like of bool, optional
+        Pixels to use (True); non-finite observed pixels are always dropped.
+    weights : 'poisson', 'unit' or array_like
+        Per-pixel weights (see the module notes).
+    fit_scale : bool
+        Refine an overall scale factor ``scale`` (observed ~ scale * model).
+    steps : dict, optional
+        Finite-difference steps per parameter (default :func:`~nbnumba.gradients.default_step`).
+    loss : {'linear', 'soft_l1', 'huber', 'cauchy', 'arctan'}
+        Robust loss of :func:`scipy.optimize.least_squares`.
+    max_nfev : int
+        Most model evaluations.
+    backend, dtype, nthreads, executor
+        How renders run (see :func:`nbnumba.gradients.gradient`).
+    callback : callable, optional
+        ``callback(nfev, chi2, values)`` after every model evaluation.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    ConfigError
+        Bad parameters, weights, loss, or an image of the wrong shape.
+    """
+    from scipy.optimize import least_squares
+
+    from .gradients import render_image, resolve_config
+
+    if isinstance(params, str):
+        params = [params]
+    params = list(params)
+    if not params:
+        raise ConfigError("no parameters to refine")
+    if loss not in LOSSES:
+        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+    render = dict(backend=backend, dtype=dtype, nthreads=nthreads)
+    base = resolve_config(config, params)
+    first = render_image(base, **render)
+    obs = np.asarray(observed, dtype=np.float64)
+    if obs.size != first.size:
+        raise ConfigError(f"observed image has shape {obs.shape}, the model {first.shape}")
+    obs = obs.reshape(-1)
+    given, wname = _given_weights(weights, obs.size)
+    good = np.isfinite(obs)
+    if given is not None:
+        good &= given > 0
+    if mask is not None:
+        m = np.asarray(mask, dtype=bool).reshape(-1)
+        if m.size != obs.size:
+            raise ConfigError(f"mask has {m.size} pixels, the image {obs.size}")
+        good &= m
+    if not good.any():
+        raise ConfigError("no pixels to fit (all masked or non-finite)")
+    obs_g = obs[good]
+    m0 = first.reshape(-1)[good]
+    x = np.zeros(len(params) + (1 if fit_scale else 0))
+    w = given[good] if given is not None else np.ones(obs_g.size)
+    if fit_scale:
+        den = float(np.dot(w * m0, m0))
+        x[-1] = float(np.dot(w * obs_g, m0)) / den if den > 0 else 1.0
+    if given is None:
+        w = _poisson_weights(x[-1] if fit_scale else 1.0, m0)
+    problem = _Problem(base, params, steps, obs_g, np.sqrt(w), good, fit_scale, render, executor)
+    problem.cache = {tuple(x[: len(params)].tolist()): m0}
+    problem.start_scale = float(x[-1]) if fit_scale else 1.0
+
+    def fun(xv):
+        r = problem.residuals(xv)
+        if callback is not None:
+            callback(len(problem.history), problem.history[-1] if problem.history else math.nan,
+                     dict(zip(params, (problem.start + problem.step * xv[: len(params)]).tolist())))
+        return r
+
+    bounds = _bounds(problem, fit_scale)
+    rounds = REWEIGHT_ROUNDS if given is None else 1
+    for _round in range(rounds):
+        sol = least_squares(fun, x, jac=problem.jacobian, bounds=bounds, method="trf", loss=loss, x_scale=1.0,
+                            max_nfev=max_nfev, xtol=1e-8, ftol=1e-10, gtol=1e-10)
+        x = sol.x
+        if given is not None:
+            break
+        new_w = _poisson_weights(problem.scale(x), problem.model(x))
+        change = float(np.max(np.abs(np.sqrt(new_w) - problem.sqrt_w) / problem.sqrt_w))
+        problem.sqrt_w = np.sqrt(new_w)
+        if change < REWEIGHT_RTOL:
+            break
+    return _summarise(sol, problem, params, fit_scale, wname, int(good.sum()))
+
+
+def _poisson_weights(scale: float, model: np.ndarray) -> np.ndarray:
+    """Inverse Poisson variances of the expected counts ``scale * model``."""
+    return 1.0 / np.maximum(scale * model, VARIANCE_FLOOR)
+
+
+def _covariance(J: np.ndarray, r: np.ndarray, red: float, wname: str) -> np.ndarray:
+    """Covariance of the fitted (scaled) parameters.
+
+    Poisson weights are absolute: the counting-statistics covariance
+    ``(J^T J)^-1``, inflated by the reduced chi-square where the fit is worse
+    than the noise.  Given weights are relative inverse variances: scaled by
+    the reduced chi-square.  Unit weights say nothing of the variances: the
+    sandwich estimator ``A^-1 J^T diag(r^2) J A^-1`` takes them from the
+    residuals themselves.
+    """
+    try:
+        inv = np.linalg.inv(J.T @ J)
+    except np.linalg.LinAlgError:
+        return np.full((J.shape[1], J.shape[1]), np.nan)
+    if wname == "poisson":
+        return inv * max(red, 1.0)
+    if wname == "unit":
+        meat = (J * (r * r)[:, None]).T @ J
+        return inv @ meat @ inv
+    return inv * red
+
+
+def _summarise(sol, problem: _Problem, params, fit_scale, wname, n_used) -> FitResult:
+    r = problem.residuals(sol.x)
+    chi2 = float(np.dot(r, r))
+    n_par = len(sol.x)
+    dof = n_used - n_par
+    J = problem.jacobian(sol.x)
+    red = chi2 / dof if dof > 0 else math.nan
+    cov_x = _covariance(J, r, red, wname)
+    units = np.append(problem.step, 1.0) if fit_scale else problem.step
+    cov = cov_x * np.outer(units, units)
+    sig = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(sig, sig)
+    names = list(params) + (["scale"] if fit_scale else [])
+    starts = np.append(problem.start, problem.start_scale) if fit_scale else problem.start
+    values = problem.start + problem.step * sol.x[: len(params)]
+    if fit_scale:
+        values = np.append(values, sol.x[-1])
+    estimates = {n: ParameterEstimate(float(s), float(v), float(e), float(u))
+                 for n, s, v, e, u in zip(names, starts, values, sig, units)}
+    status, message = _status(sol.status > 0, red, dof, wname, sol.message)
+    return FitResult(config=problem.config_at(sol.x), parameters=estimates, correlations=corr, chi2=chi2,
+                     dof=dof, status=status, message=message, nfev=len(problem.history), njev=problem.njev,
+                     weights=wname, history=problem.history)
