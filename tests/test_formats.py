@@ -1,0 +1,170 @@
+"""miniCBF, NeXus/NXmx, TIFF and EDF writers, read back by readers nobody on the project wrote."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nbnumba.errors import OutputFileError
+from nbnumba.io.cbf import write_cbf
+from nbnumba.io.floatformats import write_edf, write_tiff
+from nbnumba.io.frame import FrameInfo
+from nbnumba.io.nexus import write_nxmx
+
+fabio = pytest.importorskip("fabio")
+
+
+def _info(**kw):
+    # MOSFLM-like axes, detector 100 mm away, beam 3.1 mm / 2.2 mm from the first pixel's corner
+    base = dict(fpixels=7, spixels=5, pixel_size=172e-6, distance=0.1, close_distance=0.1,
+                beam_center=(3.1e-3, 2.2e-3), wavelength=0.9795e-10, exposure=0.25,
+                fdet=np.array([0.0, 0.0, 1.0]), sdet=np.array([0.0, -1.0, 0.0]),
+                odet=np.array([1.0, 0.0, 0.0]), pix0=np.array([0.1, 2.2e-3, -3.1e-3]),
+                beam=np.array([1.0, 0.0, 0.0]), polar=np.array([0.0, 0.0, 1.0]),
+                spindle=np.array([0.0, 0.0, 1.0]), phi0=math.radians(12.5), osc=math.radians(0.1),
+                thickness=450e-6)
+    base.update(kw)
+    return FrameInfo(**base)
+
+
+def _counts(info, seed=0, big=False):
+    rng = np.random.default_rng(seed)
+    hi = 900000 if big else 1000
+    return rng.integers(0, hi, size=(info.spixels, info.fpixels)).astype(np.int32)
+
+
+def _pilatus_header(text):
+    out = {}
+    for line in text.replace("\r", "").split("\n"):
+        if line.startswith("# "):
+            key, _, rest = line[2:].partition(" ")
+            out[key.rstrip(":")] = rest
+    return out
+
+
+def test_cbf_counts_and_header_with_fabio(tmp_path):
+    info = _info()
+    counts = _counts(info, big=True)  # beyond 16 bits: no clipping
+    write_cbf(tmp_path / "f.cbf", counts, info)
+    img = fabio.open(str(tmp_path / "f.cbf"))
+    assert img.data.dtype == np.int32
+    np.testing.assert_array_equal(img.data, counts)
+    assert "BYTE_OFFSET" in img.header["conversions"].upper()
+    hdr = _pilatus_header(img.header["_array_data.header_contents"])
+    assert hdr["Pixel_size"] == "0.000172 m x 0.000172 m"
+    assert float(hdr["Exposure_time"].split()[0]) == pytest.approx(0.25)
+    assert float(hdr["Wavelength"].split()[0]) == pytest.approx(0.9795)
+    assert float(hdr["Detector_distance"].split()[0]) == pytest.approx(0.1)
+    bx, by = (float(v) for v in hdr["Beam_xy"].split(")")[0].strip("(").split(","))
+    assert (bx, by) == pytest.approx((3.1e-3 / 172e-6, 2.2e-3 / 172e-6), abs=0.006)
+    assert float(hdr["Start_angle"].split()[0]) == pytest.approx(12.5)
+    assert float(hdr["Angle_increment"].split()[0]) == pytest.approx(0.1)
+    assert float(hdr["Phi"].split()[0]) == pytest.approx(12.5)
+    assert hdr["Oscillation_axis"] == "X, CW"  # spindle along the fast axis
+
+
+def test_cbf_with_pycbf(tmp_path):
+    pycbf = pytest.importorskip("pycbf")
+    info = _info()
+    counts = _counts(info, seed=4)
+    write_cbf(tmp_path / "f.cbf", counts, info)
+    h = pycbf.cbf_handle_struct()
+    h.read_file(str(tmp_path / "f.cbf").encode(), pycbf.MSG_DIGEST)
+    h.rewind_datablock()
+    h.find_category(b"array_data")
+    h.find_column(b"data")
+    params = h.get_integerarrayparameters_wdims_fs()
+    # compression, binary id, element size, signed, unsigned, elements, ..., fast, slow
+    assert params[0] == pycbf.CBF_BYTE_OFFSET
+    assert params[5] == counts.size and (params[9], params[10]) == (info.fpixels, info.spixels)
+    data = np.frombuffer(h.get_integerarray_as_string(), dtype=np.int32).reshape(info.spixels, info.fpixels)
+    np.testing.assert_array_equal(data, counts)
+    h.find_column(b"header_contents")
+    assert b"# Beam_xy (18.02, 12.79) pixels" in h.get_value()
+
+
+def test_cbf_rejects_what_it_cannot_hold(tmp_path):
+    info = _info()
+    with pytest.raises(OutputFileError, match="detector 5 x 7"):
+        write_cbf(tmp_path / "f.cbf", np.zeros((3, 3), np.int32), info)
+    with pytest.raises(OutputFileError, match="32-bit"):
+        write_cbf(tmp_path / "f.cbf", np.full((5, 7), 2**33, np.int64), info)
+    assert not (tmp_path / "f.cbf").exists()
+
+
+@pytest.mark.parametrize("writer, ext", [(write_tiff, "tif"), (write_edf, "edf")])
+def test_float_formats_keep_every_bit(tmp_path, writer, ext):
+    info = _info()
+    image = (np.random.default_rng(1).random((5, 7)) * 1e4).astype(np.float32)
+    image[0, 0] = 1.2345678e-30  # tiny and huge values survive unchanged
+    image[1, 1] = 3.4e38
+    writer(tmp_path / f"f.{ext}", image, info)
+    back = fabio.open(str(tmp_path / f"f.{ext}"))
+    assert back.data.dtype == np.float32
+    np.testing.assert_array_equal(back.data.view(np.uint32), image.view(np.uint32))
+    if ext == "edf":
+        assert float(back.header["PSize_1"]) == pytest.approx(172e-6)
+        assert float(back.header["Center_1"]) == pytest.approx(3.1e-3 / 172e-6)
+        assert float(back.header["WaveLength"]) == pytest.approx(0.9795e-10)
+
+
+def _resolve_chain(f, path):
+    """Apply an NXtransformations chain to the origin (translations only; the detector's)."""
+    pos = np.zeros(3)
+    while path != ".":
+        ds = f[path]
+        assert ds.attrs["transformation_type"] == "translation"
+        vec = np.asarray(ds.attrs["vector"], float)
+        off = np.asarray(ds.attrs.get("offset", np.zeros(3)), float)
+        pos += off + float(np.asarray(ds[()]).reshape(-1)[0]) * vec
+        path = ds.attrs["depends_on"]
+        if isinstance(path, bytes):
+            path = path.decode()
+        if not path.startswith("/") and path != ".":
+            path = ds.parent.name + "/" + path
+    return pos
+
+
+def test_nxmx_structure_and_geometry_with_h5py(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    info = _info()
+    frames = np.stack([_counts(info, seed=s) for s in range(3)])
+    write_nxmx(tmp_path / "scan.h5", frames, info)
+    with h5py.File(tmp_path / "scan.h5", "r") as f:
+        assert f["/entry"].attrs["NX_class"] == "NXentry"
+        assert f["/entry/definition"][()].decode() == "NXmx"
+        np.testing.assert_array_equal(f["/entry/data/data"][()], frames)
+        assert f["/entry/data"].attrs["signal"] == "data"
+        wl = f["/entry/instrument/beam/incident_wavelength"]
+        assert wl[()] == pytest.approx(0.9795) and wl.attrs["units"] == "angstrom"
+        det = f["/entry/instrument/detector"]
+        assert det.attrs["NX_class"] == "NXdetector"
+        assert det["x_pixel_size"][()] == det["y_pixel_size"][()] == pytest.approx(172e-6)
+        assert det["distance"][()] == pytest.approx(0.1)
+        bx, by = det["beam_center_x"][()], det["beam_center_y"][()]
+        assert (bx, by) == pytest.approx((3.1e-3 / 172e-6, 2.2e-3 / 172e-6))
+        # the chain puts the first pixel's corner, and the beam centre, where the run had them
+        fast = f["/entry/instrument/detector/module/fast_pixel_direction"]
+        slow = f["/entry/instrument/detector/module/slow_pixel_direction"]
+        corner = _resolve_chain(f, fast.attrs["depends_on"])
+        fvec = np.asarray(fast.attrs["vector"], float) * fast[()][0]
+        svec = np.asarray(slow.attrs["vector"], float) * slow[()][0]
+        hit = corner + bx * fvec + by * svec
+        # McStas z is the beam: the beam centre lies on the z axis, at the distance
+        np.testing.assert_allclose(hit, [0.0, 0.0, 0.1], atol=1e-12)
+        omega = f["/entry/sample/transformations/omega"]
+        assert omega.attrs["transformation_type"] == "rotation"
+        np.testing.assert_allclose(omega[()], [12.5, 12.6, 12.7])
+        assert f["/entry/sample/depends_on"][()].decode() == "/entry/sample/transformations/omega"
+        # the spindle (lab z = polarisation direction) is McStas x
+        np.testing.assert_allclose(omega.attrs["vector"], [1.0, 0.0, 0.0], atol=1e-12)
+
+
+def test_nxmx_rejects_mismatched_frames(tmp_path):
+    info = _info()
+    with pytest.raises(OutputFileError, match="detector 5 x 7"):
+        write_nxmx(tmp_path / "x.h5", np.zeros((2, 4, 4), np.int32), info)
+    with pytest.raises(OutputFileError, match="2 angles for 3 frames"):
+        write_nxmx(tmp_path / "x.h5", np.zeros((3, 5, 7), np.int32), info, angles=[0.0, 0.1])
