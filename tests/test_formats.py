@@ -10,7 +10,7 @@ import pytest
 from nbnumba.errors import OutputFileError
 from nbnumba.io.cbf import write_cbf
 from nbnumba.io.floatformats import write_edf, write_tiff
-from nbnumba.io.frame import FrameInfo
+from nbnumba.io.geometry import FrameGeometry
 from nbnumba.io.nexus import write_nxmx
 
 fabio = pytest.importorskip("fabio")
@@ -26,7 +26,7 @@ def _info(**kw):
                 spindle=np.array([0.0, 0.0, 1.0]), phi0=math.radians(12.5), osc=math.radians(0.1),
                 thickness=450e-6)
     base.update(kw)
-    return FrameInfo(**base)
+    return FrameGeometry(**base)
 
 
 def _counts(info, seed=0, big=False):

@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from nbnumba.errors import OutputFileError
-from nbnumba.io.frame import FrameInfo
+from nbnumba.io.geometry import FrameGeometry
 
 __all__ = ["COUNT_CUTOFF", "cbf_header_contents", "write_cbf"]
 
@@ -25,7 +25,7 @@ RTD = 180.0 / math.pi
 COUNT_CUTOFF = 1048575  # a Pilatus counter's 20 bits
 
 
-def cbf_header_contents(info: FrameInfo) -> str:
+def cbf_header_contents(info: FrameGeometry) -> str:
     """The Pilatus header lines of a frame (CRLF-terminated, as Pilatus writes them)."""
     bx, by = info.beam_center_px
     lines = [
@@ -50,7 +50,7 @@ def cbf_header_contents(info: FrameInfo) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-def write_cbf(path, counts: np.ndarray, info: FrameInfo) -> None:
+def write_cbf(path, counts: np.ndarray, info: FrameGeometry) -> None:
     """Write integer counts as a miniCBF file.
 
     Parameters
@@ -59,7 +59,7 @@ def write_cbf(path, counts: np.ndarray, info: FrameInfo) -> None:
         Destination (written in place: callers write to a temporary and rename).
     counts : ndarray, shape (spixels, fpixels)
         Photon counts; values must fit a signed 32-bit integer.
-    info : FrameInfo
+    info : FrameGeometry
         Geometry for the header.
 
     Raises

@@ -15,12 +15,12 @@ import os
 import numpy as np
 
 from nbnumba.errors import OutputFileError
-from nbnumba.io.frame import FrameInfo
+from nbnumba.io.geometry import FrameGeometry
 
 __all__ = ["write_edf", "write_tiff"]
 
 
-def _float32(path, image, info: FrameInfo) -> np.ndarray:
+def _float32(path, image, info: FrameGeometry) -> np.ndarray:
     data = np.ascontiguousarray(image, dtype=np.float32)
     if data.shape != (info.spixels, info.fpixels):
         raise OutputFileError(f"{os.fspath(path)}: image is {data.shape}, the detector "
@@ -35,14 +35,14 @@ def _write(image_obj, path) -> None:
         raise OutputFileError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}") from exc
 
 
-def write_tiff(path, image, info: FrameInfo) -> None:
+def write_tiff(path, image, info: FrameGeometry) -> None:
     """Write the float image as a single-strip float32 TIFF."""
     from fabio.tifimage import TifImage
 
     _write(TifImage(data=_float32(path, image, info)), path)
 
 
-def edf_header(info: FrameInfo) -> dict:
+def edf_header(info: FrameGeometry) -> dict:
     """ESRF-style header keys describing the frame (SI units, as the key names say)."""
     bx, by = info.beam_center_px
     return {
@@ -59,7 +59,7 @@ def edf_header(info: FrameInfo) -> dict:
     }
 
 
-def write_edf(path, image, info: FrameInfo) -> None:
+def write_edf(path, image, info: FrameGeometry) -> None:
     """Write the float image as an EDF file (FloatValue, little-endian)."""
     from fabio.edfimage import EdfImage
 

@@ -8,7 +8,7 @@ rotation axis of the sample with one angle per frame.
 
 Vectors are given in the NeXus (McStas) frame: z along the beam, x along
 the horizontal polarisation direction, y = z x x (see
-:meth:`nbnumba.io.frame.FrameInfo.lab_to_mcstas`).  Lengths in the file are
+:meth:`nbnumba.io.geometry.FrameGeometry.lab_to_mcstas`).  Lengths in the file are
 in metres unless an attribute says otherwise; angles in degrees.
 """
 
@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from nbnumba.errors import OutputFileError
-from nbnumba.io.frame import FrameInfo
+from nbnumba.io.geometry import FrameGeometry
 
 __all__ = ["write_nxmx"]
 
@@ -45,7 +45,7 @@ def _transformation(group, name, value, kind, vector, depends_on, units, offset=
     return ds
 
 
-def write_nxmx(path, frames: np.ndarray, info: FrameInfo, angles=None) -> None:
+def write_nxmx(path, frames: np.ndarray, info: FrameGeometry, angles=None) -> None:
     """Write counts as an NXmx file.
 
     Parameters
@@ -54,7 +54,7 @@ def write_nxmx(path, frames: np.ndarray, info: FrameInfo, angles=None) -> None:
         Destination (written in place: callers write to a temporary and rename).
     frames : ndarray, shape (spixels, fpixels) or (n, spixels, fpixels)
         Integer counts, one frame or a scan.
-    info : FrameInfo
+    info : FrameGeometry
         Geometry (of the first frame: the detector does not move in a scan).
     angles : sequence of float, optional
         Rotation at the start of each frame (rad); default ``info.phi0 +
@@ -86,7 +86,7 @@ def write_nxmx(path, frames: np.ndarray, info: FrameInfo, angles=None) -> None:
         raise OutputFileError(f"cannot write {os.fspath(path)}: {exc}") from exc
 
 
-def _fill(f, data, info: FrameInfo, angles) -> None:
+def _fill(f, data, info: FrameGeometry, angles) -> None:
     rot = info.lab_to_mcstas()
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     f.attrs["file_name"] = os.path.basename(f.filename)

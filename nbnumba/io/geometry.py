@@ -1,8 +1,8 @@
-"""What a frame file says about the experiment: :class:`FrameInfo`.
+"""What a frame file says about the experiment: :class:`FrameGeometry`.
 
 The writers of the field's formats (miniCBF, NeXus/NXmx, TIFF, EDF) need
 the geometry of the rendered detector and beam in the terms those formats
-use.  :class:`FrameInfo` holds them, in SI units and in nanoBragg's
+use.  :class:`FrameGeometry` holds them, in SI units and in nanoBragg's
 laboratory frame, and converts to what each format wants (pixels, mm,
 Angstrom; the McStas frame of NeXus).
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["FrameInfo"]
+__all__ = ["FrameGeometry"]
 
 
 def _unit(v) -> np.ndarray:
@@ -24,7 +24,7 @@ def _unit(v) -> np.ndarray:
 
 
 @dataclass
-class FrameInfo:
+class FrameGeometry:
     """Geometry and exposure of one rendered frame (SI units, nanoBragg's lab frame).
 
     Attributes
