@@ -88,7 +88,8 @@ def test_bad_values(base):
 
 def test_parse_vary():
     frames = parse_vary(["distance=0.1,0.2", "misset[0]=0,0.01"])
-    assert frames == [{"distance": "0.1", "misset[0]": "0"}, {"distance": "0.2", "misset[0]": "0.01"}]
+    # converted to the stored units (SI) as they are parsed
+    assert frames == [{"distance": 0.1, "misset[0]": 0.0}, {"distance": 0.2, "misset[0]": 0.01}]
     with pytest.raises(ConfigError, match="same number of values"):
         parse_vary(["distance=0.1,0.2", "Na=3"])
     with pytest.raises(ConfigError, match="FIELD=v1"):
@@ -167,7 +168,9 @@ def test_cli_phi_scan(tmp_path):
     res = CliRunner().invoke(nbnumba, ["scan", "--frames", "2", "--phi-step", "1", "--out", str(out),
                                        "--", *FLAGS.split()])
     assert res.exit_code == 0, res.output
-    assert "frame 0002: phi0=0.0174532925" in res.output
+    # printed in user units: degrees, as --phi-step was given
+    assert "frame 0001: phi0=0 deg osc=1 deg" in res.output
+    assert "frame 0002: phi0=1 deg osc=1 deg" in res.output
     assert (out / "frame_0002.bin").stat().st_size == 32 * 32 * 4
     assert (out / "frame_0002.img").exists()
 
