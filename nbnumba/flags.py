@@ -163,11 +163,7 @@ def _misset(st, argv, i):
 
 
 def _sizes(axes):
-    def act(st, argv, i):
-        v = c_atof(argv[i + 1]) / 1000
-        for ax in axes:
-            setattr(st.cfg, "sample_" + ax, v)
-    return Call(act)
+    return Set(tuple("sample_" + ax for ax in axes), _mm)
 
 
 def _detector_abs(st, argv, i):
@@ -313,6 +309,18 @@ class Flag:
     def spellings(self) -> tuple:
         """The canonical name and every alias."""
         return (self.name,) + self.aliases
+
+    @property
+    def fields(self) -> tuple:
+        """The :class:`~nbnumba.config.SimConfig` fields that this flag's own rules set from its values."""
+        out = []
+        for rule in self.rules:
+            for action in rule.action:
+                if isinstance(action, Set) and action.target == "cfg":
+                    out.extend(a for a in action.attrs if a not in out)
+                elif isinstance(action, Vec3) and action.attr not in out:
+                    out.append(action.attr)
+        return tuple(out)
 
 
 def _f(name, nargs, kind, help, *aliases, rules=(), choices=(), group="", unit="", positive=False,
@@ -793,7 +801,8 @@ def help_text() -> str:
             else:
                 meta = " " + " ".join(["V"] * int(flag.nargs))
             unit = f" [{flag.unit}]" if flag.unit else ""
-            lines.append(f"  {', '.join(flag.spellings)}{meta}{unit}\n      {flag.help}")
+            sets = f"  (SimConfig.{', '.join(flag.fields)})" if flag.fields else ""
+            lines.append(f"  {', '.join(flag.spellings)}{meta}{unit}{sets}\n      {flag.help}")
         lines.append("")
     lines += [
         "Environment:",
