@@ -372,3 +372,34 @@ def test_user_units():
     assert user_value("xtal_shape", "round") == "round"
     assert field_info("distance").bounds_text() == "> 0 mm"
     assert field_info("polarization").bounds_text() == "0 to 1"
+
+
+# ---------------------------------------------------------------- fuzzing the flag parser
+
+_SPELLINGS = sorted(BY_NAME)
+_VALUES = ["0", "1", "-1", "2.5", "1e3", "0x10", "nan", "inf", "-inf", "1e999", "1_0", "", " ", "random", "rand",
+           "abc", "-", "--", "sample", "beam", "parity", "spec", "cpu", "float32", "4294967297", "\x00", "é", "-5e-3"]
+
+
+@pytest.mark.parametrize("mode", ["spec", "parity"])
+def test_fuzz_flag_parser_gives_a_config_or_one_clean_error(mode):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from nbnumba.errors import NbnumbaError
+
+    token = st.one_of(st.sampled_from(_SPELLINGS), st.sampled_from(_VALUES), st.text(max_size=8))
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(token, max_size=12))
+    def check(argv):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                cfg, run = config_from_args(argv, mode=mode, load_files=False)
+            except NbnumbaError as exc:
+                assert "\n" not in str(exc)
+                return
+        assert isinstance(cfg, SimConfig) and isinstance(run, RunOptions)
+
+    check()
