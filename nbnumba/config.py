@@ -88,13 +88,29 @@ class FieldInfo:
     choices: tuple = ()
 
     def in_bounds(self, value: float) -> bool:
-        """Whether a stored value lies within the bounds."""
+        """Whether a stored value lies within the bounds.
+
+        Parameters
+        ----------
+        value : float
+            In the field's stored units.
+
+        Returns
+        -------
+        bool
+        """
         if value < self.low or (self.low_open and value == self.low):
             return False
         return not (value > self.high or (self.high_open and value == self.high))
 
     def bounds_text(self) -> str:
-        """The bounds in user units, e.g. ``'> 0 mm'`` or ``'0 to 1'``."""
+        """The bounds in user units, for messages.
+
+        Returns
+        -------
+        str
+            For example ``'> 0 mm'``, ``'>= 1'`` or ``'0 to 1'``.
+        """
         unit = f" {self.user_unit}" if self.user_unit else ""
         lo, hi = self.low * self.to_user, self.high * self.to_user
         if math.isinf(lo) and math.isinf(hi):
@@ -286,7 +302,16 @@ FIELD_INFO: dict[str, FieldInfo] = _field_infos()
 
 
 def field_info(name: str) -> FieldInfo:
-    """The :class:`FieldInfo` of a :class:`SimConfig` field (``'distance'``).
+    """The :class:`FieldInfo` of a :class:`SimConfig` field.
+
+    Parameters
+    ----------
+    name : str
+        Field name (``'distance'``), without a component index.
+
+    Returns
+    -------
+    FieldInfo
 
     Raises
     ------

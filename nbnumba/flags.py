@@ -698,7 +698,17 @@ _CELL_VALUE = Flag("-cell", 1, "float", "")
 
 
 def suggest(token: str) -> str:
-    """A ' (did you mean -x?)' hint for an unknown flag, or ''."""
+    """A ' (did you mean -x?)' hint for an unknown flag, or ''.
+
+    Parameters
+    ----------
+    token : str
+        The unknown flag.
+
+    Returns
+    -------
+    str
+    """
     close = difflib.get_close_matches(token, list(BY_NAME), n=1, cutoff=0.6)
     if not close:
         low = token.lower()
@@ -734,6 +744,16 @@ def _values(flag: Flag, token: str, rest: list) -> list:
 def parse_argv(argv: list) -> Parsed:
     """Split a nanoBragg command line into flag occurrences.
 
+    Parameters
+    ----------
+    argv : list of str
+        Arguments, without the program name.
+
+    Returns
+    -------
+    Parsed
+        The flags in order, with their values converted to the flag's kind.
+
     Raises
     ------
     UsageError
@@ -765,6 +785,18 @@ def check_counts(parsed: Parsed, mode: str) -> None:
     C reads a count below 1 (``-phisteps 0``, ``-detpixels -5``) as "not
     given" and applies its default; parity mode keeps that and says so.
 
+    Parameters
+    ----------
+    parsed : Parsed
+        The command line.
+    mode : {'spec', 'parity'}
+        The run's mode.
+
+    Warns
+    -----
+    UserWarning
+        In parity mode, one per such count.
+
     Raises
     ------
     UsageError
@@ -782,7 +814,13 @@ def check_counts(parsed: Parsed, mode: str) -> None:
 
 
 def help_text() -> str:
-    """Every flag, grouped, with units and defaults."""
+    """Every flag, grouped, with units, defaults and the SimConfig fields it sets.
+
+    Returns
+    -------
+    str
+        The text of ``nanoBragg -h`` after its usage lines.
+    """
     lines = []
     groups: dict[str, list[Flag]] = {}
     for flag in FLAGS:
