@@ -23,7 +23,9 @@ def fail(command: str, message: str, code: int = 2) -> None:
 @click.option("--osc", "osc_deg", type=float, default=None,
               help="Oscillation range per frame (degrees); default the step.")
 @click.option("--vary", multiple=True, metavar="FIELD=v1,v2,...",
-              help="Vary a SimConfig field (SI units; cell_angstrom in Angstrom; misset[0] for a component). "
+              help="Vary a SimConfig field (misset[0] for a component): values in SI units (cell_angstrom in "
+                   "Angstrom) or with a unit, e.g. distance=100mm,120mm or phi0=0deg,5deg. Every value is checked "
+                   "(field, index, number, unit, bounds) before the first frame renders. "
                    "Repeat to vary several fields together.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the frames (created if missing).")
@@ -50,11 +52,13 @@ def scan(n_frames, phi_step, phi_start, osc_deg, vary, out_dir, prefix, formats,
       nbnumba scan --frames 3 --phi-step 1 --out frames \\
         -- -cell 100 100 100 90 90 90 -default_F 100 -N 5 -detpixels 64
 
-    A parameter series (values in SI units):
+    A parameter series (values in SI units, or with a unit such as mm, deg, A):
 
     \b
-      nbnumba scan --vary distance=0.1,0.12,0.14 --out dist \\
+      nbnumba scan --vary distance=100mm,120mm,140mm --out dist \\
         -- -cell 100 100 100 90 90 90 -default_F 100 -N 5
+
+    Printed values are in user units (mm, degrees, Angstrom).
 
     Writes PREFIX_0001.bin (float32) and PREFIX_0001.img (SMV) per frame and PREFIX_scan.json.
     """
@@ -69,11 +73,12 @@ def scan(n_frames, phi_step, phi_start, osc_deg, vary, out_dir, prefix, formats,
     try:
         from nbnumba.cargs import config_from_args
         from nbnumba.executors import make_executor
-        from nbnumba.scan import Scan, parse_vary, phi_scan, run_scan
+        from nbnumba.scan import Scan, describe_changes, parse_vary, phi_scan, run_scan
 
+        frames = parse_vary(vary) if vary else None  # checked before the nanoBragg flags are read
         cfg, run = config_from_args(list(nanobragg_args))
         if vary:
-            the_scan = Scan(base=cfg, frames=parse_vary(vary), name="vary")
+            the_scan = Scan(base=cfg, frames=frames, name="vary")
         else:
             the_scan = phi_scan(cfg, start_deg=phi_start, step_deg=phi_step, n_frames=n_frames, osc_deg=osc_deg)
         scale = intfile_scale if intfile_scale is not None else run.intfile_scale
@@ -86,14 +91,8 @@ def scan(n_frames, phi_step, phi_start, osc_deg, vary, out_dir, prefix, formats,
     except NbnumbaError as exc:
         fail("scan", str(exc))
     for r in records:
-        changes = " ".join(f"{k}={_fmt(v)}" for k, v in r.changes.items())
+        changes = describe_changes(r.changes)
         files = " ".join(r.paths.values())
         click.echo(f"frame {r.number:04d}: {changes}  max_I={r.stats['max_I']:.6g} mean={r.stats['mean']:.6g}  "
                    f"{files}")
 
-
-def _fmt(v) -> str:
-    try:
-        return f"{float(v):.9g}"
-    except (TypeError, ValueError):
-        return str(v)

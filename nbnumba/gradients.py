@@ -33,13 +33,12 @@ factor fitted analytically at every step.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import SimConfig
+from .config import FIELD_INFO, SimConfig
 from .errors import ConfigError
 from .scan import apply_changes, check_field, field_value
 
@@ -54,30 +53,18 @@ __all__ = [
     "resolve_config",
 ]
 
-# lengths (metres; Angstrom for cell_angstrom): relative steps
-LENGTH_FIELDS = {
-    "distance", "close_distance", "pixel_size", "Xbeam", "Ybeam", "Xclose", "Yclose",
-    "sample_x", "sample_y", "sample_z", "lambda0", "beamsize", "detector_thick", "water_size",
-    "cell_angstrom", "pix0_vector", "dispstep", "detector_thickstep", "detector_mu",
-    "detsize_f", "detsize_s", "dmin", "source_distance",
-}
+# The field lists come from the SimConfig field metadata (nbnumba.config.FieldInfo).
+# Lengths (metres; Angstrom for cell_angstrom) and attenuation (1/m): relative
+# steps, and a small length step when the value is 0
+LENGTH_FIELDS = frozenset(n for n, f in FIELD_INFO.items() if f.continuous and f.kind in ("length", "attenuation"))
 # angles (radians): absolute steps
-ANGLE_FIELDS = {
-    "phi0", "osc", "phistep", "misset", "cell_angles", "detector_rotx", "detector_roty",
-    "detector_rotz", "detector_twotheta", "mosaic_spread", "hdivrange", "vdivrange",
-    "hdivstep", "vdivstep",
-}
+ANGLE_FIELDS = frozenset(n for n, f in FIELD_INFO.items() if f.continuous and f.kind == "angle")
 # directions: absolute steps on the components
-DIRECTION_FIELDS = {
-    "spindle_vector", "beam_vector", "polar_vector", "fdet_vector", "sdet_vector",
-    "odet_vector", "twotheta_axis",
-}
+DIRECTION_FIELDS = frozenset(n for n, f in FIELD_INFO.items() if f.continuous and f.kind == "direction")
 # values that must stay >= 0: one-sided (forward) differences at 0
-NONNEGATIVE_FIELDS = {
-    "mosaic_spread", "dispersion", "hdivrange", "vdivrange", "detector_thick", "water_size",
-    "sample_x", "sample_y", "sample_z", "osc", "dmin", "fluence", "flux", "exposure",
-    "beamsize", "polarization", "Na", "Nb", "Nc", "default_F", "fudge",
-}
+NONNEGATIVE_FIELDS = frozenset(
+    n for n, f in FIELD_INFO.items() if f.continuous and f.low == 0.0 and not f.low_open
+)
 RELATIVE_STEP = 1e-4
 ANGLE_STEP = 1e-5
 DIRECTION_STEP = 1e-5
@@ -88,12 +75,10 @@ ZERO_VALUE_STEP = 1e-4
 
 def _continuous(name: str) -> tuple[str, int | None]:
     fname, idx = check_field(name)
-    types = {f.name: str(f.type) for f in dataclasses.fields(SimConfig)}
-    if idx is None and types[fname] != "float":
-        raise ConfigError(f"{name}: not a continuous parameter (a {types[fname]} field); "
+    if not FIELD_INFO[fname].continuous:
+        what = "pixel limits are integers" if fname == "roi" else f"a {FIELD_INFO[fname].kind} field"
+        raise ConfigError(f"{name}: not a continuous parameter ({what}); "
                           "gradients need a float field or a vector component such as misset[0]")
-    if fname == "roi":
-        raise ConfigError("roi: pixel limits are integers, not a continuous parameter")
     return fname, idx
 
 

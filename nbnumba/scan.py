@@ -33,14 +33,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import SimConfig
+from .config import FIELD_INFO, SimConfig, user_value
 from .errors import ConfigError
+from .io.cfmt import c_strtod_prefix
 
 __all__ = [
     "FrameRecord",
     "Scan",
     "apply_changes",
     "check_field",
+    "check_value",
+    "describe_changes",
     "field_value",
     "parameter_scan",
     "parse_vary",
@@ -53,14 +56,14 @@ RTD = 180.0 / math.pi
 FORMATS = ("float", "smv")
 _FIELD_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\[\s*(\d+)\s*\])?\s*$")
 
-# fields that hold data read from files, or labels: never varied per frame
-_NOT_VARIABLE = {"hkl", "mask", "source_table", "a_matrix", "mode"}
-# vector fields: tuples or arrays of numbers, varied one component at a time
-_VECTOR_LEN = {
-    "cell_angstrom": 3, "cell_angles": 3, "misset": 3, "spindle_vector": 3, "beam_vector": 3,
-    "polar_vector": 3, "fdet_vector": 3, "sdet_vector": 3, "odet_vector": 3,
-    "twotheta_axis": 3, "pix0_vector": 3, "roi": 4,
+# stored-value factor of each unit a --vary value may carry, by field kind (SI units)
+_UNITS = {
+    "length": {"m": 1.0, "mm": 1e-3, "um": 1e-6, "nm": 1e-9, "A": 1e-10, "Angstrom": 1e-10},
+    "angle": {"rad": 1.0, "deg": math.pi / 180.0, "mrad": 1e-3, "urad": 1e-6},
+    "fraction": {"%": 0.01},
+    "time": {"s": 1.0, "ms": 1e-3},
 }
+_STORED_UNIT_SI = {"m": 1.0, "Angstrom": 1e-10, "rad": 1.0, "": 1.0, "s": 1.0}
 
 
 def _field_types() -> dict:
@@ -76,13 +79,10 @@ def variable_fields() -> list[str]:
         Scalar fields by name; vector fields as ``name[i]``.
     """
     out = []
-    for name in _field_types():
-        if name in _NOT_VARIABLE:
+    for name, info in FIELD_INFO.items():
+        if not info.variable:
             continue
-        if name in _VECTOR_LEN:
-            out.append(f"{name}[0..{_VECTOR_LEN[name] - 1}]")
-        else:
-            out.append(name)
+        out.append(f"{name}[0..{info.size - 1}]" if info.size else name)
     return out
 
 
@@ -111,24 +111,23 @@ def check_field(name: str) -> tuple[str, int | None]:
     if not m:
         raise ConfigError(f"bad field name {name!r}: expected NAME or NAME[i]; {valid}")
     fname, idx = m.group(1), m.group(2)
-    types = _field_types()
-    if fname not in types:
+    if fname not in FIELD_INFO:
         import difflib
 
-        close = difflib.get_close_matches(fname, list(types), n=1)
+        close = difflib.get_close_matches(fname, list(FIELD_INFO), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(f"unknown SimConfig field {fname!r}{hint}; {valid}")
-    if fname in _NOT_VARIABLE:
+    info = FIELD_INFO[fname]
+    if not info.variable:
         raise ConfigError(f"field {fname!r} cannot be varied (it holds file data or the mode); {valid}")
-    if fname in _VECTOR_LEN:
+    if info.size:
         if idx is None:
             raise ConfigError(
-                f"field {fname!r} is a vector: name one component, {fname}[0] to "
-                f"{fname}[{_VECTOR_LEN[fname] - 1}]"
+                f"field {fname!r} is a vector: name one component, {fname}[0] to {fname}[{info.size - 1}]"
             )
         i = int(idx)
-        if i >= _VECTOR_LEN[fname]:
-            raise ConfigError(f"{fname}[{i}]: index out of range (0 to {_VECTOR_LEN[fname] - 1})")
+        if i >= info.size:
+            raise ConfigError(f"{fname}[{i}]: index out of range (0 to {info.size - 1})")
         return fname, i
     if idx is not None:
         raise ConfigError(f"field {fname!r} is a scalar: no [index] allowed")
@@ -140,7 +139,7 @@ def _vector_of(config: SimConfig, fname: str) -> list:
     if vec is None:
         if fname == "cell_angstrom":
             raise ConfigError("cell_angstrom is not set (the crystal comes from -mat): cannot change its components")
-        return [0.0] * _VECTOR_LEN[fname]
+        return [0.0] * FIELD_INFO[fname].size
     return [v for v in np.asarray(vec).tolist()]
 
 
@@ -163,10 +162,39 @@ def field_value(config: SimConfig, name: str):
     return _vector_of(config, fname)[idx]
 
 
+def _number(fname: str, value) -> float:
+    """A number in the field's stored units; text may end in a unit (``'120mm'``, ``'10 deg'``)."""
+    if not isinstance(value, str):
+        return float(value)
+    number, end = c_strtod_prefix(value)
+    unit = value[end:].strip()
+    if end == 0:
+        raise ValueError(value)
+    if not unit:
+        return number
+    info = FIELD_INFO[fname]
+    si = _UNITS.get(info.kind, {})
+    if unit in si and info.unit in _STORED_UNIT_SI:
+        return number * si[unit] / _STORED_UNIT_SI[info.unit]
+    if unit and unit == info.user_unit:
+        return number / info.to_user
+    if unit and unit == info.unit:
+        return number
+    known = sorted(set(si) | {u for u in (info.unit, info.user_unit) if u})
+    raise ConfigError(f"{fname}: unknown unit {unit!r} in {value!r}"
+                      + (f"; use one of {', '.join(known)}" if known else "; give a plain number"))
+
+
 def _convert(fname: str, value, types: dict):
     kind = types[fname]
-    if fname in _VECTOR_LEN:
-        return int(value) if fname == "roi" else float(value)
+    info = FIELD_INFO[fname]
+    if info.size:
+        number = _number(fname, value)
+        if info.continuous:
+            return number
+        if number != int(number):
+            raise ConfigError(f"{fname}: expected an integer, got {value!r}")
+        return int(number)
     if kind == "bool":
         if isinstance(value, str):
             low = value.strip().lower()
@@ -177,13 +205,51 @@ def _convert(fname: str, value, types: dict):
             raise ConfigError(f"{fname}: expected true or false, got {value!r}")
         return bool(value)
     if kind == "int":
-        as_float = float(value)
+        as_float = _number(fname, value)
         if as_float != int(as_float):
             raise ConfigError(f"{fname}: expected an integer, got {value!r}")
         return int(as_float)
     if kind == "float":
-        return float(value)
+        return _number(fname, value)
     return value if not isinstance(value, str) else value.strip()
+
+
+def check_value(name: str, value):
+    """Convert and validate one value for a field or component.
+
+    Parameters
+    ----------
+    name : str
+        Field or component (``'distance'``, ``'misset[0]'``).
+    value : object
+        A number in the field's stored units (SI; Angstrom for
+        ``cell_angstrom``), or text: a number with an optional unit
+        (``'120mm'``, ``'10 deg'``, ``'1.5A'``).
+
+    Returns
+    -------
+    object
+        The value in the field's stored units and type.
+
+    Raises
+    ------
+    ConfigError
+        Naming the field, for a bad number or unit, NaN or infinity, a
+        value outside the field's bounds, or a choice it does not allow.
+    """
+    fname, _ = check_field(name)
+    info = FIELD_INFO[fname]
+    try:
+        val = _convert(fname, value, _field_types())
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{name}: bad value {value!r}") from None
+    if isinstance(val, float) and not math.isfinite(val):
+        raise ConfigError(f"{name}: expected a finite number, got {value!r}")
+    if info.choices and val not in info.choices:
+        raise ConfigError(f"{name}: expected one of {', '.join(map(str, info.choices))}, got {value!r}")
+    if isinstance(val, (int, float)) and not isinstance(val, bool) and not info.in_bounds(val):
+        raise ConfigError(f"{name}: {value!r} is out of range ({info.bounds_text()})")
+    return val
 
 
 def apply_changes(config: SimConfig, changes: dict) -> SimConfig:
@@ -213,8 +279,10 @@ def apply_changes(config: SimConfig, changes: dict) -> SimConfig:
         fname, idx = check_field(name)
         try:
             val = _convert(fname, value, types)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{name}: bad value {value!r}") from None
+        if isinstance(val, float) and math.isnan(val):
+            raise ConfigError(f"{name}: expected a number, got {value!r}")
         if idx is None:
             scalars[fname] = val
         else:
@@ -250,8 +318,8 @@ class Scan:
 
     def __post_init__(self):
         for changes in self.frames:
-            for key in changes:
-                check_field(key)
+            for key, value in changes.items():
+                check_value(key, value)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -326,21 +394,27 @@ def parameter_scan(base: SimConfig, field_name: str, values) -> Scan:
 def parse_vary(specs) -> list[dict]:
     """Frames from ``FIELD=v1,v2,...`` strings; several fields vary together.
 
+    Every value is converted and checked here, before anything renders.
+
     Parameters
     ----------
     specs : iterable of str
         Each ``FIELD=v1,v2,...``; all must list the same number of values.
+        A value is a number in the field's stored units (SI; Angstrom for
+        ``cell_angstrom``) or a number with a unit: ``distance=100mm,120mm``,
+        ``phi0=0deg,10deg``, ``lambda0=1.0A``, ``misset[0]=5deg``.
 
     Returns
     -------
     list of dict
-        One dict of changes per frame (values still strings; converted by
-        :func:`apply_changes`).
+        One dict of changes per frame, field -> value in stored units.
 
     Raises
     ------
     ConfigError
-        For a malformed spec, an unknown field, or unequal value counts.
+        For a malformed spec, an unknown field or index, a bad number or
+        unit, NaN or infinity, a value outside the field's bounds, or
+        unequal value counts.
     """
     columns = {}
     for spec in specs:
@@ -348,26 +422,39 @@ def parse_vary(specs) -> list[dict]:
             raise ConfigError(f"--vary {spec!r}: expected FIELD=v1,v2,...")
         name, _, vals = spec.partition("=")
         name = name.strip()
-        check_field(name)
-        items = [v.strip() for v in vals.split(",") if v.strip()]
-        if not items:
-            raise ConfigError(f"--vary {spec!r}: no values")
-        columns[name] = items
+        try:
+            check_field(name)
+            items = [v.strip() for v in vals.split(",")]
+            if not any(items):
+                raise ConfigError(f"{name}: no values")
+            if not all(items):
+                raise ConfigError(f"{name}: empty value in {vals!r}")
+            if name in columns:
+                raise ConfigError(f"{name}: given twice")
+            columns[name] = [check_value(name, v) for v in items]
+        except ConfigError as exc:
+            raise ConfigError(f"--vary {spec!r}: {exc}") from None
     lengths = {len(v) for v in columns.values()}
     if len(lengths) > 1:
         raise ConfigError("--vary: every field must list the same number of values "
                           + ", ".join(f"{k}: {len(v)}" for k, v in columns.items()))
     n = lengths.pop() if lengths else 0
-    frames = [{k: v[i] for k, v in columns.items()} for i in range(n)]
-    types = _field_types()
-    for fr in frames:  # fail early on bad values
-        for k, v in fr.items():
-            fname, _ = check_field(k)
-            try:
-                _convert(fname, v, types)
-            except (TypeError, ValueError):
-                raise ConfigError(f"--vary {k}: bad value {v!r}") from None
-    return frames
+    return [{k: v[i] for k, v in columns.items()} for i in range(n)]
+
+
+def describe_changes(changes: dict) -> str:
+    """A frame's changes in user units: ``'distance=120 mm phi0=10 deg'``.
+
+    Parameters
+    ----------
+    changes : dict
+        Field or component -> value in stored units (SI).
+
+    Returns
+    -------
+    str
+    """
+    return " ".join(f"{k}={user_value(k, v)}" for k, v in changes.items())
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from tolerances import ANGLE_ATOL_RAD, FLOAT32_STORAGE_RTOL, GEOMETRY_ATOL_M, SO
 from nbnumba.cargs import config_from_args
 from nbnumba.config import R_E_SQR
 from nbnumba.engine import simulate
+from nbnumba.errors import UsageError
 from nbnumba.prepare import auto_steps, prepare
 
 DEG = math.pi / 180.0
@@ -418,7 +420,15 @@ def test_phi_step_auto_selection(given, expected):
     for flag, v in zip(("-phisteps", "-osc", "-phistep"), given):
         if v != -1:
             args += [flag, str(v)]
-    i = info(args)
+    mode = "spec"
+    if given[0] == 0:
+        # an explicit zero count is an error in spec mode; parity keeps C's "not given" (with a warning)
+        with pytest.raises(UsageError, match="-phisteps 0"):
+            info(args)
+        mode = "parity"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        i = info(args, mode)
     assert i["phisteps"] == expected[0]
     assert i["osc"] == pytest.approx(expected[1] * DEG, abs=ANGLE_ATOL_RAD)
     assert i["phistep"] == pytest.approx(expected[2] * DEG, abs=ANGLE_ATOL_RAD)

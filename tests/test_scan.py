@@ -88,7 +88,8 @@ def test_bad_values(base):
 
 def test_parse_vary():
     frames = parse_vary(["distance=0.1,0.2", "misset[0]=0,0.01"])
-    assert frames == [{"distance": "0.1", "misset[0]": "0"}, {"distance": "0.2", "misset[0]": "0.01"}]
+    # converted to the stored units (SI) as they are parsed
+    assert frames == [{"distance": 0.1, "misset[0]": 0.0}, {"distance": 0.2, "misset[0]": 0.01}]
     with pytest.raises(ConfigError, match="same number of values"):
         parse_vary(["distance=0.1,0.2", "Na=3"])
     with pytest.raises(ConfigError, match="FIELD=v1"):
@@ -167,7 +168,9 @@ def test_cli_phi_scan(tmp_path):
     res = CliRunner().invoke(nbnumba, ["scan", "--frames", "2", "--phi-step", "1", "--out", str(out),
                                        "--", *FLAGS.split()])
     assert res.exit_code == 0, res.output
-    assert "frame 0002: phi0=0.0174532925" in res.output
+    # printed in user units: degrees, as --phi-step was given
+    assert "frame 0001: phi0=0 deg osc=1 deg" in res.output
+    assert "frame 0002: phi0=1 deg osc=1 deg" in res.output
     assert (out / "frame_0002.bin").stat().st_size == 32 * 32 * 4
     assert (out / "frame_0002.img").exists()
 
@@ -189,3 +192,101 @@ def test_cli_vary_and_errors(tmp_path):
     assert res.exit_code == 2 and "--phi-step" in res.output
     res = runner.invoke(nbnumba, ["scan", "--frames", "2", "--phi-step", "1", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "after `--`" in res.output
+
+
+# ---------------------------------------------------------------- --vary values: units, checks, user units
+
+@pytest.mark.parametrize("spec,expected", [
+    ("distance=0.1,120mm,0.14 m", [0.1, 0.12, 0.14]),
+    ("phi0=0,10deg,0.5rad", [0.0, 10 / RTD, 0.5]),
+    ("misset[1]=5deg", [5 / RTD]),
+    ("lambda0=1.5A,1.2 Angstrom,0.1nm", [1.5e-10, 1.2e-10, 1e-10]),
+    ("cell_angstrom[2]=50,5nm", [50.0, 50.0]),  # stored in Angstrom
+    ("hdivrange=2mrad", [2e-3]),
+    ("dispersion=1%,0.02", [0.01, 0.02]),
+    ("water_size=50um", [5e-5]),
+    ("mosaic_domains=3,4", [3, 4]),
+    ("roi[1]=10,20", [10, 20]),
+    ("xtal_shape=round,gauss", ["round", "gauss"]),
+    ("curved_detector=true,0", [True, False]),
+    ("distance=0x1p-3", [0.125]),
+])
+def test_parse_vary_units_to_stored_values(spec, expected):
+    name = spec.partition("=")[0]
+    frames = parse_vary([spec])
+    got = [fr[name] for fr in frames]
+    assert got == pytest.approx(expected, rel=1e-15) if isinstance(expected[0], float) else got == expected
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("distance=nan", "distance: expected a finite number, got 'nan'"),
+    ("distance=0.1,inf", "distance: expected a finite number, got 'inf'"),
+    ("phi0=1e999deg", "phi0: expected a finite number, got '1e999deg'"),
+    ("distance=-0.1", "distance: '-0.1' is out of range (> 0 mm)"),
+    ("distance=0", "distance: '0' is out of range (> 0 mm)"),
+    ("lambda0=-1A", "lambda0: '-1A' is out of range (> 0 Angstrom)"),
+    ("polarization=1.5", "polarization: '1.5' is out of range (0 to 1)"),
+    ("mosaic_spread=-1deg", "mosaic_spread: '-1deg' is out of range (>= 0 deg)"),
+    ("phisteps=0", "phisteps: '0' is out of range (>= 1)"),
+    ("mosaic_domains=2.5", "mosaic_domains: expected an integer, got '2.5'"),
+    ("cell_angles[0]=180deg", "cell_angles[0]: '180deg' is out of range"),
+    ("distance=10deg", "distance: unknown unit 'deg' in '10deg'; use one of A, Angstrom, m, mm, nm, um"),
+    ("phi0=1mm", "phi0: unknown unit 'mm' in '1mm'; use one of deg, mrad, rad, urad"),
+    ("distance=1_0", "distance: unknown unit '_0'"),
+    ("distance=x", "distance: bad value 'x'"),
+    ("distance=1,,2", "distance: empty value in '1,,2'"),
+    ("distance=", "distance: no values"),
+    ("xtal_shape=cube", "xtal_shape: expected one of square, round, gauss, tophat, got 'cube'"),
+    ("misset[3]=1", "misset[3]: index out of range (0 to 2)"),
+    ("misset=1", "field 'misset' is a vector: name one component"),
+    ("distance[0]=1", "field 'distance' is a scalar: no [index] allowed"),
+    ("hkl=1", "field 'hkl' cannot be varied"),
+    ("detector_distance=0.1", "unknown SimConfig field 'detector_distance'"),
+])
+def test_parse_vary_rejects_bad_values_naming_the_field(spec, message):
+    with pytest.raises(ConfigError) as info:
+        parse_vary([spec])
+    assert str(info.value).startswith(f"--vary {spec!r}: {message}")
+
+
+def test_parse_vary_rejects_a_field_given_twice():
+    with pytest.raises(ConfigError, match="distance: given twice"):
+        parse_vary(["distance=0.1", "distance=0.2"])
+
+
+def test_scan_api_checks_values(base):
+    with pytest.raises(ConfigError, match="distance: expected a finite number"):
+        Scan(base=base, frames=[{"distance": 0.1}, {"distance": math.nan}])
+    with pytest.raises(ConfigError, match=r"osc: .* is out of range \(>= 0 deg\)"):
+        Scan(base=base, frames=[{"osc": -0.01}])
+    with pytest.raises(ConfigError, match="phi0: expected a finite number"):
+        phi_scan(base, step_deg=math.nan, n_frames=2)
+    scan = parameter_scan(base, "distance", ["100mm", 0.12])
+    assert [fr["distance"] for fr in scan.frames] == ["100mm", 0.12]
+    assert scan.config(0).distance == pytest.approx(0.1) and scan.config(1).distance == 0.12
+
+
+@pytest.mark.parametrize("spec", ["distance=0.1,nan", "distance=0.1,-5mm", "phisteps=2,0", "distance=0.1,2parsec"])
+def test_cli_vary_bad_value_writes_nothing(spec, tmp_path):
+    from cli.main import nbnumba
+
+    out = tmp_path / "frames"
+    res = CliRunner().invoke(nbnumba, ["scan", "--vary", spec, "--out", str(out), "--", *FLAGS.split()])
+    assert res.exit_code == 2
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"nbnumba scan: error: --vary {spec!r}: "), res.output
+    assert not out.exists()
+
+
+def test_cli_vary_prints_user_units(tmp_path):
+    from cli.main import nbnumba
+
+    res = CliRunner().invoke(nbnumba, ["scan", "--vary", "distance=100mm,0.12", "--vary", "misset[0]=5deg,0.1",
+                                       "--format", "float", "--out", str(tmp_path), "--", *FLAGS.split()])
+    assert res.exit_code == 0, res.output
+    assert "frame 0001: distance=100 mm misset[0]=5 deg" in res.output
+    assert "frame 0002: distance=120 mm misset[0]=5.72957795 deg" in res.output
+    # the manifest keeps the API's SI values
+    doc = json.loads((tmp_path / "frame_scan.json").read_text())
+    assert doc["frames"][1]["changes"] == {"distance": 0.12, "misset[0]": 0.1}
+    assert doc["frames"][0]["changes"]["distance"] == pytest.approx(0.1)

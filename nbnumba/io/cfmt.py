@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["C_WHITESPACE", "c_atof", "c_g", "c_strtod_prefix"]
+__all__ = ["C_WHITESPACE", "c_atof", "c_atoi", "c_g", "c_strtod_prefix", "c_strtol_prefix"]
 
 C_WHITESPACE = " \t\n\v\f\r"
 """Characters for which C's ``isspace`` is true in the "C" locale."""
@@ -80,7 +80,10 @@ def c_strtod_prefix(text: str) -> tuple[float, int]:
     negative = token.startswith("-")
     low = body.lower()
     if low.startswith("0x"):
-        value = float.fromhex(body)
+        try:
+            value = float.fromhex(body)
+        except OverflowError:  # strtod gives HUGE_VAL
+            value = math.inf
     elif low.startswith("inf"):
         value = math.inf
     elif low.startswith("nan"):
@@ -106,3 +109,52 @@ def c_atof(text: str) -> float:
         Parsed value.
     """
     return c_strtod_prefix(text)[0]
+
+
+_STRTOL_RE = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
+_LONG_MAX = 2**63 - 1
+
+
+def c_strtol_prefix(text: str) -> tuple[int, int]:
+    """Parse the longest base-10 integer prefix of `text` as C's ``strtol`` does.
+
+    Leading C white space is skipped, then an optional sign and ASCII digits;
+    a value beyond the 64-bit ``long`` range is clamped to it, as glibc does.
+
+    Parameters
+    ----------
+    text : str
+        Text to parse.
+
+    Returns
+    -------
+    value : int
+        Parsed value, 0 when no number is found.
+    end : int
+        Index just past the number in `text`, or 0 when nothing was parsed.
+    """
+    m = _STRTOL_RE.match(text)
+    if m is None:
+        return 0, 0
+    value = max(-_LONG_MAX - 1, min(_LONG_MAX, int(m.group(1))))
+    return value, m.end(1)
+
+
+def c_atoi(text: str) -> int:
+    """Value of C's ``atoi(text)`` with glibc on a 64-bit machine.
+
+    glibc computes ``(int) strtol(text, NULL, 10)``: the clamped ``long``
+    keeps its low 32 bits, read as a signed ``int``.
+
+    Parameters
+    ----------
+    text : str
+        Text to parse.
+
+    Returns
+    -------
+    int
+        Parsed value.
+    """
+    value = c_strtol_prefix(text)[0] & 0xFFFFFFFF
+    return value - (1 << 32) if value >= (1 << 31) else value
