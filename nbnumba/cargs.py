@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import SimConfig
-from .errors import InputFileError
+from .errors import InputFileError, UsageError
 from .flags import RULES, Parsed, check_counts, parse_argv
 from .io.cfmt import c_atof, c_atoi
 
@@ -54,6 +54,8 @@ class RunOptions:
     seed: int = 0
     dumpfile: str = "Fdump.bin"
     hklfile: str | None = None
+    hkl_column: str | None = None
+    pdbfile: str | None = None
     matfile: str | None = None
     sourcefile: str | None = None
     maskfile: str | None = None
@@ -120,11 +122,33 @@ def interpret(parsed: Parsed, mode: str, base: SimConfig | None = None):
         cfg.misset = tuple(st.misset)
     if parsed.has("-exact"):
         cfg.exact_math = True
-    for name in ("-backend", "-dtype", "-nthreads"):
+    for name, attr in (("-backend", "backend"), ("-dtype", "dtype"), ("-nthreads", "nthreads"),
+                       ("-hkl_column", "hkl_column"), ("-pdb", "pdbfile")):
         vals = parsed.last(name)
         if vals is not None:
-            setattr(run, name[1:], vals[0])
+            setattr(run, attr, vals[0])
     return cfg, run, st
+
+
+def _is_reflection_file(path) -> bool:
+    from .io.reflections import is_reflection_file
+
+    return is_reflection_file(path)
+
+
+def _read_structure_factors(cfg: SimConfig, run: RunOptions):
+    """The -hkl file: C's text list, or an MTZ/mmCIF file expanded to P1."""
+    if not _is_reflection_file(run.hklfile):
+        from .io.hkl import read_hkl
+
+        return read_hkl(run.hklfile, default_F=cfg.default_F)
+    from .io.reflections import expand_to_p1, grid_from_reflections, read_reflection_file
+
+    refl = read_reflection_file(run.hklfile, column=run.hkl_column)
+    p1 = expand_to_p1(refl)
+    run.notes.append(f"read {len(refl)} reflections in {refl.spacegroup} from {refl.source}; "
+                     f"{len(p1)} after expansion to P1 with symmetry and Friedel mates")
+    return grid_from_reflections(p1, default_F=cfg.default_F)
 
 
 def mode_of(parsed: Parsed) -> str:
@@ -163,7 +187,8 @@ def apply_header(cfg: SimConfig, path: str, is_mask: bool) -> np.ndarray:
     return data
 
 
-def config_from_args(argv: list, mode: str | None = None, load_files: bool = True):
+def config_from_args(argv: list, mode: str | None = None, load_files: bool = True,
+                     fdump_cache: bool = False):
     """Parse a nanoBragg command line into ``(SimConfig, RunOptions)``.
 
     Parameters
@@ -174,6 +199,11 @@ def config_from_args(argv: list, mode: str | None = None, load_files: bool = Tru
         Overrides any ``-mode`` flag.
     load_files : bool
         Read the input files it names (HKL, matrix, sources, mask, header).
+    fdump_cache : bool
+        Without ``-hkl``, read structure factors from the ``Fdump.bin``
+        cache (``-dump`` names it) when that file exists, as the C program
+        does.  The ``nanoBragg`` command turns this on; the Python API
+        leaves it off, so a stray cache file is never read by surprise.
 
     Raises
     ------
@@ -208,30 +238,37 @@ def config_from_args(argv: list, mode: str | None = None, load_files: bool = Tru
         cfg.mask = np.ascontiguousarray(mask.reshape(-1).astype(np.uint16))
     run.maskfile, run.imgfile = maskfile, imgfile
     if load_files:
-        load_inputs(cfg, run)
+        load_inputs(cfg, run, fdump_cache=fdump_cache)
     return cfg, run
 
 
-def load_inputs(cfg: SimConfig, run: RunOptions) -> None:
-    """Read the HKL (or Fdump), matrix and source files a run names."""
-    from .io.hkl import read_fdump, read_hkl
-
+def load_inputs(cfg: SimConfig, run: RunOptions, fdump_cache: bool = False) -> None:
+    """Read the HKL (or Fdump), matrix, model and source files a run names."""
     if run.matfile is not None:
         from .io.matrix import read_mosflm_matrix
 
         if not os.path.exists(run.matfile):
             raise InputFileError(f"{run.matfile}: no such matrix file")
         cfg.a_matrix = read_mosflm_matrix(run.matfile)
+    if run.pdbfile is not None and run.hklfile is not None:
+        raise UsageError("-pdb and -hkl both give structure factors: give one")
+    if run.hkl_column is not None and (run.hklfile is None or not _is_reflection_file(run.hklfile)):
+        raise UsageError("-hkl_column selects a column of an MTZ or mmCIF -hkl file")
     if run.hklfile is not None:
-        cfg.hkl = read_hkl(run.hklfile, default_F=cfg.default_F)
-    elif os.path.exists(run.dumpfile):
+        cfg.hkl = _read_structure_factors(cfg, run)
+    elif run.pdbfile is not None:
+        from .models import model_grid
+
+        cfg.hkl, note = model_grid(cfg, run.pdbfile)
+        run.notes.append(note)
+    elif fdump_cache and os.path.exists(run.dumpfile):
+        from .io.hkl import read_fdump
+
         run.notes.append(f"reading Fs from {run.dumpfile}")
         cfg.hkl = read_fdump(run.dumpfile)
     if cfg.hkl is None and cfg.default_F == 0.0:
-        raise InputFileError(
-            "no structure factors: give -hkl FILE or -default_F F (no "
-            f"{run.dumpfile} cache in the working directory either)"
-        )
+        cache = f" (no {run.dumpfile} cache in the working directory either)" if fdump_cache else ""
+        raise InputFileError(f"no structure factors: give -hkl FILE, -pdb MODEL or -default_F F{cache}")
     if run.stolfile is not None:
         from .io.textcols import check_numeric_columns
 

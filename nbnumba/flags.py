@@ -226,6 +226,9 @@ class Rule:
         C's ``continue`` after the rule.
     spec_only : bool
         The rule does not exist in C: it fires in spec mode only.
+    unlike : tuple of str
+        nbnumba's own flags that contain one of ``patterns`` but are not
+        this rule (``-hkl_column`` is not ``-hkl``), in both modes.
     """
 
     order: int
@@ -237,11 +240,14 @@ class Rule:
     exact: tuple = ()
     stop: bool = False
     spec_only: bool = False
+    unlike: tuple = ()
 
     def matches(self, token: str) -> bool:
         """Whether C's test for this rule is true for ``token``."""
         if token in self.exact:
             return True
+        if token in self.unlike:
+            return False
         if not any(p in token for p in self.patterns):
             return False
         if self.length is not None and len(token) != self.length:
@@ -340,8 +346,13 @@ FLAGS: list[Flag] = [
        rules=_r(4, "-cell", Call(_cell)), group=G_XTAL, unit="Angstrom, deg"),
     _f("-mat", 1, "str", "MOSFLM-style A matrix file (reciprocal vectors scaled by lambda)", "-matrix",
        rules=_r(90, "-mat", _run("matfile")), group=G_XTAL),
-    _f("-hkl", 1, "str", "text file of h k l F (P1, no symmetry applied)",
-       rules=_r(91, "-hkl", _run("hklfile")), group=G_XTAL),
+    _f("-hkl", 1, "str", "structure factors: text file of h k l F (P1, no symmetry applied), or an MTZ or "
+       "mmCIF structure-factor file (expanded to P1 with its space group)",
+       rules=_r(91, "-hkl", _run("hklfile"), unlike=("-hkl_column",)), group=G_XTAL),
+    _f("-hkl_column", 1, "str", "amplitude column of an MTZ/mmCIF -hkl file (default: the first amplitude "
+       "column, observed before calculated)", group=G_XTAL),
+    _f("-pdb", 1, "str", "PDB or mmCIF model: structure factors computed to the resolution the detector "
+       "reaches; its cell and space group unless -cell or -mat is given", group=G_XTAL),
     _f("-default_F", 1, "float", "structure factor of every reflection not in -hkl (default 0)",
        rules=_r(92, "-default_F", _cfg("default_F", c_atof)), group=G_XTAL, unit="electrons"),
     _f("-misset", "misset", "str", "crystal rotations about x, y, z (deg), or 'random'",

@@ -85,7 +85,7 @@ def run_nanobragg(argv, out=None, mode: str | None = None) -> int:
     the caller (the CLI prints them as one line).
     """
     out = out or sys.stdout
-    cfg, run = config_from_args(list(argv), mode=mode)
+    cfg, run = config_from_args(list(argv), mode=mode, fdump_cache=True)
     outputs = [run.floatfile, run.intfile]
     if run.write_pgm:
         outputs.append(run.pgmfile)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -181,3 +183,89 @@ def test_model_errors(tmp_path):
     _model(tmp_path / "m.pdb", n_atoms=2)
     with pytest.raises(InputFileError, match="resolution limit must be positive"):
         model_structure_factors(tmp_path / "m.pdb", d_min=0.0)
+
+
+# ---------------------------------------------------------------- through the command line
+RUN = "-cell 31 42 57 90 90 90 -misset 5 10 15 -lambda 1.0 -N 3 -detpixels 48 -pixel 0.4 -distance 40 -oversample 1"
+
+
+def _render(argv, tmp_path, mode="spec"):
+    from nbnumba import config_from_args, simulate
+
+    cfg, run = config_from_args(argv, mode=mode)
+    return simulate(cfg).image, run
+
+
+def test_mtz_run_is_bit_identical_to_the_hand_expanded_p1_run(tmp_path):
+    hkl, F = _asu_reflections(d_min=4.0)
+    _write_mtz(tmp_path / "data.mtz", hkl, F)
+    text, _ = _p1_text_by_hand(hkl, F)
+    (tmp_path / "p1.hkl").write_text(text)
+    for mode in ("spec", "parity"):
+        from_mtz, run = _render(RUN.split() + ["-hkl", str(tmp_path / "data.mtz")], tmp_path, mode)
+        from_txt, _ = _render(RUN.split() + ["-hkl", str(tmp_path / "p1.hkl")], tmp_path, mode)
+        assert from_mtz.max() > 0
+        np.testing.assert_array_equal(from_mtz.view(np.uint32), from_txt.view(np.uint32))
+        assert any("P 21 21 21" in n and "after expansion to P1" in n for n in run.notes)
+
+
+def test_hkl_column_is_not_read_as_hkl_in_parity_mode(tmp_path):
+    hkl, F = _asu_reflections(d_min=5.0)
+    _write_mtz(tmp_path / "two.mtz", hkl, F, columns=(("FC", "F"), ("FOBS", "F")))
+    from nbnumba import config_from_args
+
+    for mode in ("spec", "parity"):
+        _cfg, run = config_from_args(RUN.split() + ["-hkl", str(tmp_path / "two.mtz"), "-hkl_column", "FC"],
+                                     mode=mode)
+        assert run.hklfile == str(tmp_path / "two.mtz") and run.hkl_column == "FC"
+        assert any("column FC" in n for n in run.notes)
+
+
+def test_structure_factor_flag_errors(tmp_path):
+    from nbnumba import config_from_args
+    from nbnumba.errors import UsageError
+
+    (tmp_path / "p1.hkl").write_text("1 2 3 10\n")
+    _model(tmp_path / "m.pdb", n_atoms=3)
+    with pytest.raises(UsageError, match="-hkl_column selects a column of an MTZ or mmCIF"):
+        config_from_args(RUN.split() + ["-hkl", str(tmp_path / "p1.hkl"), "-hkl_column", "FP"])
+    with pytest.raises(UsageError, match="-pdb and -hkl both give structure factors"):
+        config_from_args(RUN.split() + ["-hkl", str(tmp_path / "p1.hkl"), "-pdb", str(tmp_path / "m.pdb")])
+
+
+def test_pdb_model_run(tmp_path):
+    from nbnumba import config_from_args, simulate
+    from nbnumba.models import RESOLUTION_MARGIN, detector_d_min
+
+    _model(tmp_path / "m.pdb")
+    argv = "-misset 5 10 15 -lambda 1.0 -N 3 -detpixels 48 -pixel 0.4 -distance 40 -oversample 1".split()
+    cfg, run = config_from_args(argv + ["-pdb", str(tmp_path / "m.pdb")])
+    # the model's cell, as no -cell or -mat was given
+    assert cfg.cell_angstrom == pytest.approx(CELL[:3])
+    assert cfg.cell_angles == pytest.approx([math.pi / 2] * 3)
+    d_min = detector_d_min(cfg)
+    # 19.2 mm square detector at 40 mm; MOSFLM puts the beam at (19.2 + 0.4) / 2 + 0.2 = 10.0 mm
+    # from the first pixel's corner along both axes, so that corner is the farthest
+    two_theta = math.atan(math.hypot(10.0, 10.0) / 40.0)
+    assert d_min == pytest.approx(1.0 / (2 * math.sin(two_theta / 2)), rel=1e-3)
+    st = gemmi.read_structure(str(tmp_path / "m.pdb"))
+    d_of = [st.cell.calculate_d([h, k, l]) for h in range(-20, 21) for k in range(-20, 21) for l in (0, 1)
+            if (h, k, l) != (0, 0, 0) and cfg.hkl.h_min <= h <= cfg.hkl.h_max]
+    assert min(d_of) < d_min  # the table reaches past what the detector sees
+    assert any(f"to {d_min * RESOLUTION_MARGIN:.3g} A" in n for n in run.notes)
+    image = simulate(cfg).image
+    assert image.max() > 0 and np.isfinite(image).all()
+
+
+def test_the_api_never_reads_a_stray_fdump(tmp_path, monkeypatch):
+    from nbnumba import config_from_args
+    from nbnumba.errors import InputFileError
+    from nbnumba.io.hkl import write_fdump
+
+    (tmp_path / "p1.hkl").write_text("1 2 3 10\n")
+    write_fdump(tmp_path / "Fdump.bin", read_hkl(tmp_path / "p1.hkl"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputFileError, match="no structure factors"):
+        config_from_args(RUN.split())
+    cfg, run = config_from_args(RUN.split(), fdump_cache=True)  # what the nanoBragg command does
+    assert cfg.hkl is not None and "reading Fs from Fdump.bin" in run.notes

@@ -36,6 +36,7 @@ __all__ = [
     "grid_from_reflections",
     "is_reflection_file",
     "model_structure_factors",
+    "read_model_cell",
     "read_reflection_file",
 ]
 
@@ -258,6 +259,25 @@ def grid_from_reflections(refl: ReflectionList, default_F: float = 0.0) -> HKLGr
                    int(len(refl)), [])
 
 
+def _read_model(fname: str):
+    gemmi = _gemmi()
+    try:
+        st = gemmi.read_structure(fname)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise InputFileError(f"{fname}: not a readable PDB/mmCIF model ({exc})") from exc
+    if len(st) == 0 or st[0].count_atom_sites() == 0:
+        raise InputFileError(f"{fname}: the model has no atoms")
+    if not st.cell.is_crystal():
+        raise InputFileError(f"{fname}: the model has no unit cell (CRYST1 / _cell)")
+    return st
+
+
+def read_model_cell(path) -> tuple:
+    """The unit cell of a PDB or mmCIF model: a, b, c (Angstrom), alpha, beta, gamma (degrees)."""
+    c = _read_model(os.fspath(path)).cell
+    return (c.a, c.b, c.c, c.alpha, c.beta, c.gamma)
+
+
 def model_structure_factors(path, d_min: float, rate: float = 3.0) -> ReflectionList:
     """Amplitudes |F(hkl)| of a PDB or mmCIF model to resolution ``d_min`` (Angstrom).
 
@@ -276,14 +296,7 @@ def model_structure_factors(path, d_min: float, rate: float = 3.0) -> Reflection
     fname = os.fspath(path)
     if not d_min > 0.0:
         raise InputFileError(f"{fname}: resolution limit must be positive, got {d_min:g} A")
-    try:
-        st = gemmi.read_structure(fname)
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise InputFileError(f"{fname}: not a readable PDB/mmCIF model ({exc})") from exc
-    if len(st) == 0 or st[0].count_atom_sites() == 0:
-        raise InputFileError(f"{fname}: the model has no atoms")
-    if not st.cell.is_crystal():
-        raise InputFileError(f"{fname}: the model has no unit cell (CRYST1 / _cell)")
+    st = _read_model(fname)
     st.setup_entities()
     sg = st.find_spacegroup() or gemmi.SpaceGroup("P 1")
     calc = gemmi.DensityCalculatorX()
