@@ -10,8 +10,10 @@ FORMAT_CHOICES = ("float", "smv")
 
 
 def fail(command: str, message: str, code: int = 2) -> None:
-    """Print ``nbnumba COMMAND: error: MESSAGE`` on stderr and exit."""
-    click.echo(f"nbnumba {command}: error: {message}", err=True)
+    """Print ``nbnumba COMMAND: error: MESSAGE`` (one escaped line) on stderr and exit."""
+    from ._safety import fail_line
+
+    fail_line(f"nbnumba {command}", message)
     sys.exit(code)
 
 

@@ -510,14 +510,12 @@ def render_frame(task: _FrameTask) -> FrameRecord:
 
 def _batch_size(executor, n: int) -> int:
     """Frames handed to the executor at a time (the manifest is rewritten after each batch)."""
-    from .executors import LocalExecutor
-
-    if isinstance(executor, LocalExecutor):
-        return 1
     client = getattr(executor, "client", None)
+    if client is None:
+        return 1
     try:
         return max(1, 2 * sum(client.nthreads().values()))
-    except Exception:  # noqa: BLE001 - any executor without a Dask client
+    except Exception:  # noqa: BLE001 - a client that cannot say: everything at once
         return max(1, n)
 
 
