@@ -144,6 +144,15 @@ def test_socket_output_is_written_through(tmp_path, monkeypatch, reference):
     assert got == [reference["intimage.img"]]
 
 
+def test_dev_stdout_is_written_through(tmp_path, reference):
+    proc = _python_command(NANOBRAGG, *BASE, "-intfile", "/dev/stdout", "-nopgm", cwd=tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    text, sep, image = out.partition(b"writing /dev/stdout as 2-byte integers\n")
+    assert sep and reference["intimage.img"] in image
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["floatimage.bin", "noiseimage.img"]
+
+
 def test_block_device_is_refused(tmp_path):
     blocks = [os.path.join("/dev", n) for n in os.listdir("/dev")
               if stat.S_ISBLK(os.lstat(os.path.join("/dev", n)).st_mode)]

@@ -454,6 +454,8 @@ class OutputSet:
         if self._done:
             raise OutputFileError("output set already committed or aborted")
         try:
+            if any(staged.target.kind != "file" for staged in self._staged):
+                _flush_std_streams()  # text already printed comes before data sent to /dev/stdout
             for staged in self._staged:
                 if staged.target.kind != "file":
                     self._write_stream(staged)
@@ -480,6 +482,16 @@ class OutputSet:
 
     def __len__(self) -> int:
         return len(self._staged)
+
+
+def _flush_std_streams() -> None:
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
 
 
 def _unlink(path: str) -> None:
