@@ -153,6 +153,50 @@ def test_dev_stdout_is_written_through(tmp_path, reference):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["floatimage.bin", "noiseimage.img"]
 
 
+def test_streams_and_links_as_an_ordinary_user(tmp_path):
+    """The same rules without root's rights (a forked child drops to nobody)."""
+    if os.geteuid() != 0:
+        pytest.skip("the test drops root's rights, so it must start as root")
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="nbnumba-user-", dir="/tmp"))  # pytest's folders are root's only
+    folder.chmod(0o777)
+    os.mkfifo(folder / "pipe")
+    (folder / "pipe").chmod(0o666)
+    target = folder / "target.bin"
+    target.write_bytes(b"old")
+    target.chmod(0o666)
+    (folder / "link.bin").symlink_to(target)
+    got: list = []
+    reader = _drain(folder / "pipe", got)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            with OutputSet() as out:
+                out.add("/dev/null", b"x" * 10)
+                out.add(folder / "pipe", b"through the pipe")
+                out.add(folder / "link.bin", b"new")
+                out.add(folder / "fresh.bin", b"fresh")
+                out.commit()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    reader.join(20)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert got == [b"through the pipe"]
+    assert (folder / "link.bin").is_symlink() and target.read_bytes() == b"new"
+    assert (folder / "fresh.bin").stat().st_uid == 65534
+    assert _temporaries(folder) == []
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+
+
 def test_block_device_is_refused(tmp_path):
     blocks = [os.path.join("/dev", n) for n in os.listdir("/dev")
               if stat.S_ISBLK(os.lstat(os.path.join("/dev", n)).st_mode)]
