@@ -48,7 +48,9 @@ def bench(quick, repeats, w3_repeats, workloads, threads, c_bin, backend, out_di
     try:
         result = run_benchmarks(settings, log=click.echo)
     except BenchError as exc:
-        click.echo(f"nbnumba bench: error: {exc}", err=True)
+        from ._safety import fail_line
+
+        fail_line("nbnumba bench", exc)
         sys.exit(2)
     write_results(result, out_dir, output_stem(settings), log=click.echo)
     click.echo("")

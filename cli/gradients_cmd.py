@@ -8,7 +8,17 @@ import re
 
 import click
 
-from .scan_cmd import fail
+from .scan_cmd import fail, open_executor
+
+
+def make_folder(path: str) -> None:
+    """Create an output folder, or fail with one line."""
+    from nbnumba.errors import OutputFileError
+
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise OutputFileError(f"cannot create the folder {path}: {exc.strerror or exc}") from None
 
 
 def _parse_steps(items) -> dict:
@@ -62,36 +72,46 @@ def gradients(params, step_items, out_dir, dask, backend, nanobragg_args):
         import numpy as np
 
         from nbnumba.cargs import config_from_args
-        from nbnumba.executors import make_executor
         from nbnumba.gradients import difference_plan, gradient, render_image, resolve_config
-        from nbnumba.io.floatimage import write_float_image
+        from nbnumba.io.floatimage import float_bytes
+        from nbnumba.io.outputs import OutputSet, check_outputs
+        from nbnumba.runner import run_inputs
 
         cfg, run = config_from_args(list(nanobragg_args))
+        inputs = run_inputs(run)
         backend = backend or run.backend
         base = resolve_config(cfg, params)
         plan = {p[0]: p for p in difference_plan(base, list(params), steps)}
-        os.makedirs(out_dir, exist_ok=True)
-        with make_executor(dask) as executor:
+        make_folder(out_dir)
+        grad_paths = {name: os.path.join(out_dir, f"grad_{file_stem(name)}.bin") for name in params}
+        image_path = os.path.join(out_dir, "image.bin")
+        summary_path = os.path.join(out_dir, "gradients.json")
+        check_outputs([image_path, *grad_paths.values(), summary_path], inputs)
+        with open_executor("gradients", dask) as executor:
             grads = gradient(base, list(params), steps=steps, backend=backend, executor=executor,
                              resolve=False)
         image = render_image(base, backend=backend)
-        write_float_image(os.path.join(out_dir, "image.bin"), image)
         summary = {"shape": list(image.shape), "parameters": {}}
+        rows = []
+        with OutputSet(inputs=inputs) as out:
+            out.add(image_path, float_bytes(image))
+            for name in params:
+                g = grads[name]
+                path = grad_paths[name]
+                out.add(path, float_bytes(g))
+                _n, value, _h, lo, hi, den = plan[name]
+                row = {"value": value, "step": den / 2.0, "one_sided": lo == value,
+                       "l2_norm": float(np.linalg.norm(g)), "max_abs": float(np.abs(g).max()),
+                       "d_total": float(g.sum()), "file": path}
+                summary["parameters"][name] = row
+                rows.append((name, row))
+            out.add(summary_path, (json.dumps(summary, indent=1)).encode())
+            out.commit()
         click.echo(f"{'parameter':<20} {'value':>14} {'step':>11} {'L2 norm':>12} {'max |dI/dp|':>12} "
                    f"{'d(sum I)/dp':>12}  file")
-        for name in params:
-            g = grads[name]
-            path = os.path.join(out_dir, f"grad_{file_stem(name)}.bin")
-            write_float_image(path, g)
-            _n, value, _h, lo, hi, den = plan[name]
-            row = {"value": value, "step": den / 2.0, "one_sided": lo == value,
-                   "l2_norm": float(np.linalg.norm(g)), "max_abs": float(np.abs(g).max()),
-                   "d_total": float(g.sum()), "file": path}
-            summary["parameters"][name] = row
-            click.echo(f"{name:<20} {value:>14.8g} {row['step']:>11.3g} {row['l2_norm']:>12.5g} "
-                       f"{row['max_abs']:>12.5g} {row['d_total']:>12.5g}  {path}")
-        with open(os.path.join(out_dir, "gradients.json"), "w") as fh:
-            json.dump(summary, fh, indent=1)
+        for name, row in rows:
+            click.echo(f"{name:<20} {row['value']:>14.8g} {row['step']:>11.3g} {row['l2_norm']:>12.5g} "
+                       f"{row['max_abs']:>12.5g} {row['d_total']:>12.5g}  {row['file']}")
     except NbnumbaError as exc:
         fail("gradients", str(exc))
 
@@ -126,9 +146,14 @@ def refine(observed, params, step_items, iterations, no_scale, backend, out_file
         from nbnumba.cargs import config_from_args
         from nbnumba.compare import load_image
         from nbnumba.gradients import refine as do_refine
+        from nbnumba.io.outputs import check_outputs
         from nbnumba.prepare import prepare
+        from nbnumba.runner import run_inputs
 
         cfg, run = config_from_args(list(nanobragg_args))
+        inputs = [*run_inputs(run), observed]
+        if out_file:
+            check_outputs([out_file], inputs)
         prep = prepare(cfg)
         obs, _hdr = load_image(observed, prep.fpixels, prep.spixels)
 
@@ -146,7 +171,11 @@ def refine(observed, params, step_items, iterations, no_scale, backend, out_file
     for k in params:
         click.echo(f"  {k}: {res.initial_values[k]:.10g} -> {res.values[k]:.10g}")
     if out_file:
+        from nbnumba.io.outputs import atomic_write
+
         doc = {"values": res.values, "initial_values": res.initial_values, "scale": res.scale,
                "history": res.history, "converged": res.converged, "message": res.message}
-        with open(out_file, "w") as fh:
-            json.dump(doc, fh, indent=1)
+        try:
+            atomic_write(out_file, json.dumps(doc, indent=1).encode(), inputs=inputs)
+        except NbnumbaError as exc:
+            fail("refine", str(exc))

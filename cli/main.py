@@ -13,6 +13,41 @@ from .nanobragg import run_command_line
 CONTEXT = dict(ignore_unknown_options=True, allow_extra_args=True, help_option_names=[])
 
 
+class SafeGroup(click.Group):
+    """A Click group whose subcommands never end in a Python traceback.
+
+    Errors of nbnumba (and any unexpected exception) become one line on
+    stderr and exit status 2 (``NBNUMBA_TRACEBACK=1`` shows the traceback);
+    an interrupt is one line too; a broken pipe on stdout is left to Click,
+    which ends quietly.
+    """
+
+    def invoke(self, ctx):
+        from ._safety import fail_line, report_unexpected
+
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except BrokenPipeError:
+            raise
+        except KeyboardInterrupt:
+            fail_line(_name(ctx), "interrupted")
+            ctx.exit(2)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            from nbnumba.errors import NbnumbaError
+
+            if isinstance(exc, NbnumbaError):
+                fail_line(_name(ctx), str(exc))
+                ctx.exit(2)
+            ctx.exit(report_unexpected(_name(ctx), exc))
+
+
+def _name(ctx) -> str:
+    sub = ctx.invoked_subcommand
+    return f"nbnumba {sub}" if sub else "nbnumba"
+
+
 @click.command(name="nanoBragg", context_settings=CONTEXT, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def nanobragg(args):
@@ -20,7 +55,7 @@ def nanobragg(args):
     run_command_line(args)
 
 
-@click.group(name="nbnumba")
+@click.group(name="nbnumba", cls=SafeGroup)
 @click.version_option(package_name="nbnumba")
 def nbnumba():
     """nbnumba: Numba-accelerated nanoBragg."""
@@ -34,6 +69,10 @@ def run_cmd(args):
 
 
 def main():  # pragma: no cover - entry point
+    """Console script ``nbnumba`` (SIGTERM handled like SIGINT)."""
+    from ._safety import handle_sigterm
+
+    handle_sigterm()
     nbnumba()
 
 

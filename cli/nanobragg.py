@@ -12,10 +12,24 @@ from __future__ import annotations
 import os
 import sys
 
+PROG = "nanoBragg"
+
 
 def _fail(message: str) -> None:
-    print(f"nanoBragg: error: {message}", file=sys.stderr)
+    from ._safety import fail_line
+
+    fail_line(PROG, message)
     sys.exit(2)
+
+
+def _print_version() -> None:
+    try:
+        from importlib.metadata import version
+
+        text = version("nbnumba")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        from nbnumba import __version__ as text
+    print(f"nanoBragg (nbnumba {text})")
 
 
 def _print_help() -> None:
@@ -47,15 +61,33 @@ def _lean_startup() -> None:
 
 
 def run_command_line(args) -> None:
-    """Run a nanoBragg command line; errors become one line and exit 2."""
+    """Run a nanoBragg command line; errors become one line and exit 2.
+
+    Unexpected exceptions too (``NBNUMBA_TRACEBACK=1`` prints their
+    traceback first); an interrupt (SIGINT, or SIGTERM once
+    :func:`main` has installed its handler) stops the run with no output
+    file changed; a closed standard output ends it quietly.
+    """
     args = list(args)
+    if args == ["--version"]:
+        _print_version()
+        return
     if not args or any(a in ("-h", "--help", "-help") for a in args):
-        _print_help()
+        try:
+            _print_help()
+            sys.stdout.flush()
+        except BrokenPipeError:
+            from ._safety import quiet_broken_pipe
+
+            quiet_broken_pipe()
+            return
         if not args:
             sys.exit(1)
         return
     _lean_startup()
     from nbnumba.errors import NbnumbaError
+
+    from ._safety import quiet_broken_pipe, report_unexpected
 
     try:
         from nbnumba.runner import run_nanobragg
@@ -65,6 +97,11 @@ def run_command_line(args) -> None:
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted")
+    except BrokenPipeError:
+        quiet_broken_pipe()
+        sys.exit(1)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no tracebacks
+        sys.exit(report_unexpected(PROG, exc))
     sys.exit(code)
 
 
@@ -79,12 +116,17 @@ def main() -> None:  # pragma: no cover - entry point
     """
     import warnings
 
+    from ._safety import handle_sigterm
+
     warnings.formatwarning = _one_line_warning  # this process is only the command
+    handle_sigterm()
     try:
         run_command_line(sys.argv[1:])
         code = 0
     except SystemExit as exc:
         code = exc.code
+    except KeyboardInterrupt:  # a signal outside the run itself
+        code = 2
     if code is None:
         code = 0
     elif not isinstance(code, int):

@@ -10,9 +10,21 @@ FORMAT_CHOICES = ("float", "smv")
 
 
 def fail(command: str, message: str, code: int = 2) -> None:
-    """Print ``nbnumba COMMAND: error: MESSAGE`` on stderr and exit."""
-    click.echo(f"nbnumba {command}: error: {message}", err=True)
+    """Print ``nbnumba COMMAND: error: MESSAGE`` (one escaped line) on stderr and exit."""
+    from ._safety import fail_line
+
+    fail_line(f"nbnumba {command}", message)
     sys.exit(code)
+
+
+def open_executor(command: str, address):
+    """:func:`nbnumba.executors.make_executor`, with an unreachable scheduler as one error line."""
+    from nbnumba.executors import make_executor
+
+    try:
+        return make_executor(address)
+    except (OSError, TimeoutError) as exc:
+        fail(command, f"cannot reach the Dask scheduler at {address!r}: {exc}")
 
 
 @click.command(name="scan", context_settings=dict(help_option_names=["-h", "--help"]))
@@ -40,9 +52,12 @@ def fail(command: str, message: str, code: int = 2) -> None:
               help="Kernel precision (default: -dtype of the command line, else float64).")
 @click.option("--intfile-scale", type=float, default=None,
               help="SMV scale for every frame (default: -scale of the command line, else per frame as C).")
+@click.option("--resume", is_flag=True,
+              help="Skip the frames that PREFIX_scan.json records as complete (size and sha256 checked); "
+                   "render the others.")
 @click.argument("nanobragg_args", nargs=-1, type=click.UNPROCESSED)
 def scan(n_frames, phi_step, phi_start, osc_deg, vary, out_dir, prefix, formats, dask, backend, dtype,
-         intfile_scale, nanobragg_args):
+         intfile_scale, resume, nanobragg_args):
     """Render a series of frames from one nanoBragg command line.
 
     Give the nanoBragg flags after `--`.  A rotation scan (frame i starts
@@ -61,6 +76,8 @@ def scan(n_frames, phi_step, phi_start, osc_deg, vary, out_dir, prefix, formats,
     Printed values are in user units (mm, degrees, Angstrom).
 
     Writes PREFIX_0001.bin (float32) and PREFIX_0001.img (SMV) per frame and PREFIX_scan.json.
+    The files of a frame appear together or not at all; --resume continues an
+    interrupted scan.
     """
     from nbnumba.errors import NbnumbaError
 
@@ -72,9 +89,10 @@ def scan(n_frames, phi_step, phi_start, osc_deg, vary, out_dir, prefix, formats,
         fail("scan", "a rotation scan needs --frames N and --phi-step DEG (or use --vary FIELD=v1,v2,...)")
     try:
         from nbnumba.cargs import config_from_args
-        from nbnumba.executors import make_executor
-        from nbnumba.scan import Scan, describe_changes, parse_vary, phi_scan, run_scan
+        from nbnumba.runner import run_inputs
+        from nbnumba.scan import Scan, check_prefix, describe_changes, parse_vary, phi_scan, run_scan
 
+        check_prefix(prefix)
         frames = parse_vary(vary) if vary else None  # checked before the nanoBragg flags are read
         cfg, run = config_from_args(list(nanobragg_args))
         if vary:
@@ -82,17 +100,18 @@ def scan(n_frames, phi_step, phi_start, osc_deg, vary, out_dir, prefix, formats,
         else:
             the_scan = phi_scan(cfg, start_deg=phi_start, step_deg=phi_step, n_frames=n_frames, osc_deg=osc_deg)
         scale = intfile_scale if intfile_scale is not None else run.intfile_scale
-        with make_executor(dask) as executor:
+        with open_executor("scan", dask) as executor:
             click.echo(f"rendering {len(the_scan)} frames ({executor.name} executor) into {out_dir}")
             records = run_scan(the_scan, executor=executor, backend=backend or run.backend,
                                dtype=dtype or run.dtype, out_dir=out_dir, prefix=prefix,
                                formats=formats or FORMAT_CHOICES, nthreads=run.nthreads,
-                               intfile_scale=scale, adc_offset=run.adc_offset)
+                               intfile_scale=scale, adc_offset=run.adc_offset, resume=resume,
+                               inputs=run_inputs(run))
     except NbnumbaError as exc:
         fail("scan", str(exc))
     for r in records:
         changes = describe_changes(r.changes)
-        files = " ".join(r.paths.values())
+        files = " ".join(r.paths.values()) + ("  (complete, kept)" if r.resumed else "")
         click.echo(f"frame {r.number:04d}: {changes}  max_I={r.stats['max_I']:.6g} mean={r.stats['mean']:.6g}  "
                    f"{files}")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 
 import numpy as np
@@ -16,20 +15,46 @@ from .io.cfmt import c_g
 RTD = 180.0 * (1.0 / math.pi)
 
 
-def check_writable(paths) -> None:
-    """Fail before rendering if any output cannot be created."""
-    for path in paths:
-        if path is None:
-            continue
-        folder = os.path.dirname(os.path.abspath(path)) or "."
-        if not os.path.isdir(folder):
-            raise OutputFileError(f"{path}: folder {folder} does not exist")
-        if not os.access(folder, os.W_OK):
-            raise OutputFileError(f"{path}: folder {folder} is not writable")
-        if os.path.isdir(path):
-            raise OutputFileError(f"{path}: is a folder, not a file")
-        if os.path.exists(path) and not os.access(path, os.W_OK):
-            raise OutputFileError(f"{path}: file exists and is not writable")
+def run_inputs(run: RunOptions) -> list[str]:
+    """Files a nanoBragg run reads (none of them may be an output).
+
+    Parameters
+    ----------
+    run : RunOptions
+
+    Returns
+    -------
+    list of str
+        ``-hkl``, ``-pdb``, ``-mat``, ``-sourcefile``, ``-mask``, ``-img``,
+        ``-stol`` and, when neither ``-hkl`` nor ``-pdb`` is given, the
+        ``Fdump.bin`` cache that is read.
+    """
+    paths = [run.hklfile, run.pdbfile, run.matfile, run.sourcefile, run.maskfile, run.imgfile, run.stolfile]
+    if run.hklfile is None and run.pdbfile is None:
+        paths.append(run.dumpfile)
+    return [p for p in paths if p is not None]
+
+
+def run_outputs(run: RunOptions) -> list[str]:
+    """Files a nanoBragg run writes, in C's order (the Fdump cache first)."""
+    paths = [run.dumpfile] if run.hklfile is not None else []
+    paths += [run.floatfile, run.intfile]
+    if run.write_pgm:
+        paths.append(run.pgmfile)
+    if run.calculate_noise:
+        paths.append(run.noisefile)
+    return paths
+
+
+def check_writable(paths, inputs=(), optional=()) -> None:
+    """Fail before rendering if any output cannot or must not be written.
+
+    See :func:`nbnumba.io.outputs.check_outputs`: missing or unwritable
+    folders, two outputs on one file, an output that is an input.
+    """
+    from .io.outputs import check_outputs
+
+    check_outputs(paths, inputs, optional)
 
 
 def smv_header_values(result: SimResult) -> dict:
@@ -59,25 +84,6 @@ def smv_header_values(result: SimResult) -> dict:
     )
 
 
-def int_image(result: SimResult, scale: float, adc: float, block_rows: int = 256) -> np.ndarray:
-    """Noiseless SMV pixels: ``floor(v * scale + adc + 0.5)`` clipped, ROI only."""
-    from .engine import roi_slices
-
-    prep = result.prepared
-    rows, cols = roi_slices(prep)
-    out = np.zeros((prep.spixels, prep.fpixels), dtype=np.uint16)
-    for r0 in range(rows.start, rows.stop, block_rows):
-        r1 = min(r0 + block_rows, rows.stop)
-        test = result.image[r0:r1, cols].astype(np.float64)
-        test *= scale
-        test += adc
-        np.clip(test, 0.0, 65535.0, out=test)
-        test += 0.5
-        # C rounds with floorf, i.e. after converting to single precision
-        out[r0:r1, cols] = np.floor(test.astype(np.float32)).astype(np.uint16)
-    return out
-
-
 def run_nanobragg(argv, out=None, mode: str | None = None) -> int:
     """Run a nanoBragg command line.  Returns the exit status.
 
@@ -86,14 +92,7 @@ def run_nanobragg(argv, out=None, mode: str | None = None) -> int:
     """
     out = out or sys.stdout
     cfg, run = config_from_args(list(argv), mode=mode, fdump_cache=True)
-    outputs = [run.floatfile, run.intfile]
-    if run.write_pgm:
-        outputs.append(run.pgmfile)
-    if run.calculate_noise:
-        outputs.append(run.noisefile)
-    if run.hklfile is not None:
-        outputs.append(None)
-    check_writable(outputs)
+    check_writable(run_outputs(run), run_inputs(run), optional=[run.dumpfile])
 
     def say(text=""):
         print(text, file=out)
@@ -205,11 +204,12 @@ def pixel_report(result: SimResult, fpixel: int, spixel: int) -> list[str]:
 
 
 def report_and_write(result: SimResult, run: RunOptions, say) -> None:
-    """Write the float, SMV, PGM and noise files and print C's statistics."""
-    from .io.floatimage import write_float_image
-    from .io.pgm import write_pgm
-    from .io.smv import write_smv
+    """Print C's statistics and write the float, SMV, PGM and noise files.
 
+    The files are written together through one
+    :class:`~nbnumba.io.outputs.OutputSet`: all of them appear, or (on any
+    failure) none changes.
+    """
     prep = result.prepared
     st = result.stats
     if run.printout:
@@ -223,34 +223,26 @@ def report_and_write(result: SimResult, run: RunOptions, say) -> None:
         for fpixel, spixel in targets:
             for line in pixel_report(result, fpixel, spixel):
                 say(line)
-    pixels = prep.fpixels * prep.spixels
-    say(f"writing {run.floatfile} as {pixels} 4-byte floats")
-    write_float_image(run.floatfile, result.image)
-    say(f"max_I = {c_g(st.max_I)}  at {c_g(st.max_I_x)} {c_g(st.max_I_y)}")
-    say(f"mean= {c_g(st.mean)} rms= {c_g(st.rms)} rmsd= {c_g(st.rmsd)}")
-    scale = run.intfile_scale
-    if scale <= 0.0:
-        scale = 1.0
-        if st.max_I > 0.0:
-            scale = 55000.0 / st.max_I
-    say(f"intfile_scale = {c_g(scale)}")
-    header = smv_header_values(result)
-    say(f"writing {run.intfile} as 2-byte integers")
-    write_smv(run.intfile, int_image(result, scale, run.adc_offset), header)
-    if run.write_pgm:
-        pgm_scale = run.pgm_scale
-        if pgm_scale <= 0.0:
-            pgm_scale = scale
-            if st.rmsd > 0.0:
-                pgm_scale = 250.0 / (5.0 * st.rmsd)
-        say(f"pgm_scale = {c_g(pgm_scale)}")
-        say(f"writing {run.pgmfile} as 1-byte integers")
-        write_pgm(run.pgmfile, result.image, pgm_scale, roi=prep.roi)
-    if run.calculate_noise:
-        from .rng import poisson_image
+    from .io.outputs import Frame, OutputSet
 
-        noise, photons, overloads = poisson_image(result.image, prep.roi, run.seed,
-                                                  adc_offset=run.adc_offset)
-        say(f"{photons:.0f} photons on noise image ({overloads} overloads)")
-        say(f"writing {run.noisefile} as 2-byte integers")
-        write_smv(run.noisefile, noise, header)
+    frame = Frame.from_result(result, intfile_scale=run.intfile_scale, pgm_scale=run.pgm_scale,
+                              adc_offset=run.adc_offset, seed=run.seed)
+    pixels = prep.fpixels * prep.spixels
+    with OutputSet(inputs=run_inputs(run)) as out:
+        say(f"writing {run.floatfile} as {pixels} 4-byte floats")
+        out.add_frame(run.floatfile, "float", frame)
+        say(f"max_I = {c_g(st.max_I)}  at {c_g(st.max_I_x)} {c_g(st.max_I_y)}")
+        say(f"mean= {c_g(st.mean)} rms= {c_g(st.rms)} rmsd= {c_g(st.rmsd)}")
+        say(f"intfile_scale = {c_g(frame.int_scale)}")
+        say(f"writing {run.intfile} as 2-byte integers")
+        out.add_frame(run.intfile, "smv", frame)
+        if run.write_pgm:
+            say(f"pgm_scale = {c_g(frame.pgm_scale_used)}")
+            say(f"writing {run.pgmfile} as 1-byte integers")
+            out.add_frame(run.pgmfile, "pgm", frame)
+        if run.calculate_noise:
+            noise = frame.noise
+            say(f"{noise.photons:.0f} photons on noise image ({noise.overloads} overloads)")
+            say(f"writing {run.noisefile} as 2-byte integers")
+            out.add_frame(run.noisefile, "noise", frame)
+        out.commit()

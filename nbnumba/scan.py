@@ -477,6 +477,11 @@ class FrameRecord:
         float32 image, kept when no files were written (or when asked).
     timings : dict
         Seconds spent preparing and rendering.
+    files : dict
+        Format -> ``{'name', 'size', 'sha256'}`` of each file written.
+    resumed : bool
+        True when the frame was found complete by a resumed scan and not
+        rendered again (its record is the earlier run's).
     """
 
     index: int
@@ -486,6 +491,8 @@ class FrameRecord:
     paths: dict = field(default_factory=dict)
     image: np.ndarray | None = None
     timings: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+    resumed: bool = False
 
     def to_json(self) -> dict:
         """The record without the image, with JSON-friendly values."""
@@ -494,7 +501,15 @@ class FrameRecord:
             "changes": {k: _jsonable(v) for k, v in self.changes.items()},
             "stats": {k: _jsonable(v) for k, v in self.stats.items()},
             "paths": dict(self.paths), "timings": dict(self.timings),
+            "files": {k: dict(v) for k, v in self.files.items()},
         }
+
+    @classmethod
+    def from_json(cls, doc: dict, index: int, paths: dict) -> FrameRecord:
+        """The record of a frame a resumed scan found complete."""
+        return cls(index=index, number=int(doc["number"]), changes=dict(doc.get("changes", {})),
+                   stats=dict(doc.get("stats", {})), paths=dict(paths), timings=dict(doc.get("timings", {})),
+                   files={k: dict(v) for k, v in doc.get("files", {}).items()}, resumed=True)
 
 
 def _jsonable(v):
@@ -521,46 +536,89 @@ class _FrameTask:
     intfile_scale: float
     adc_offset: float
     keep_image: bool
+    seed: int | None = None
+    inputs: tuple = ()
 
 
 def frame_paths(out_dir, prefix: str, number: int, formats=FORMATS, digits: int = 4) -> dict:
-    """File names of frame ``number``: ``{'float': .../prefix_0001.bin, 'smv': ....img}``."""
-    ext = {"float": ".bin", "smv": ".img"}
+    """File names of frame ``number``: ``{'float': .../prefix_0001.bin, 'smv': ....img}``.
+
+    The extension of each format comes from the output registry
+    (:func:`nbnumba.io.registry.get_writer`).
+    """
+    from .io.registry import get_writer
+
     stem = f"{prefix}_{number:0{digits}d}"
-    return {f: os.path.join(os.fspath(out_dir), stem + ext[f]) for f in formats}
+    return {f: os.path.join(os.fspath(out_dir), stem + get_writer(f).extension) for f in formats}
+
+
+def check_prefix(prefix: str) -> str:
+    """Refuse a file-name prefix that could leave the output folder.
+
+    Raises
+    ------
+    ConfigError
+        For an empty prefix, or one holding a path separator, ``..`` or a NUL.
+    """
+    bad = [c for c in ("/", os.altsep, "\0") if c and c in prefix]
+    if not prefix or bad or ".." in prefix:
+        raise ConfigError(f"--prefix {prefix[:60]!r}: must be a plain file name (no '/', '..' or NUL), "
+                          "so that every file stays in --out")
+    return prefix
 
 
 def render_frame(task: _FrameTask) -> FrameRecord:
-    """Render one frame and write its files (runs on the executor)."""
+    """Render one frame and write its files together (runs on the executor)."""
     from .engine import simulate
 
     result = simulate(task.config, backend=task.backend, dtype=task.dtype, nthreads=task.nthreads)
     stats = dataclasses.asdict(result.stats)
     paths = {}
+    files = {}
     if task.out_dir is not None:
+        from .io.outputs import Frame, OutputSet
+
         paths = frame_paths(task.out_dir, task.prefix, task.number, task.formats, task.digits)
-        if "float" in paths:
-            from .io.floatimage import write_float_image
-
-            write_float_image(paths["float"], result.image)
+        frame = Frame.from_result(result, intfile_scale=task.intfile_scale, adc_offset=task.adc_offset,
+                                  seed=task.seed)
+        with OutputSet(inputs=task.inputs, digest=True, sweep=False) as out:
+            for fmt, path in paths.items():
+                out.add_frame(path, fmt, frame)
+            out.commit()
         if "smv" in paths:
-            from .io.smv import write_smv
-            from .runner import int_image, smv_header_values
-
-            scale = task.intfile_scale
-            if scale <= 0.0:
-                scale = 55000.0 / result.stats.max_I if result.stats.max_I > 0.0 else 1.0
-            stats["intfile_scale"] = scale
-            write_smv(paths["smv"], int_image(result, scale, task.adc_offset), smv_header_values(result))
+            stats["intfile_scale"] = frame.int_scale
+        files = {fmt: {"name": os.path.basename(path), "size": out.written[path].size,
+                       "sha256": out.written[path].sha256} for fmt, path in paths.items()}
     keep = task.keep_image or task.out_dir is None
     return FrameRecord(index=task.index, number=task.number, changes=dict(task.changes), stats=stats,
-                       paths=paths, image=result.image if keep else None, timings=dict(result.timings))
+                       paths=paths, image=result.image if keep else None, timings=dict(result.timings),
+                       files=files)
+
+
+def _batch_size(executor, n: int) -> int:
+    """Frames handed to the executor at a time (the manifest is rewritten after each batch)."""
+    client = getattr(executor, "client", None)
+    if client is None:
+        return 1
+    try:
+        return max(1, 2 * sum(client.nthreads().values()))
+    except Exception:  # noqa: BLE001 - a client that cannot say: everything at once
+        return max(1, n)
+
+
+def _write_manifest(path: str, scan: Scan, fingerprint: str, records: list, inputs) -> None:
+    from .io.outputs import atomic_write
+
+    doc = {"name": scan.name, "version": 1, "fingerprint": fingerprint,
+           "frames": [r.to_json() for r in sorted(records, key=lambda r: r.index)]}
+    atomic_write(path, (json.dumps(doc, indent=1) + "\n").encode(), inputs=inputs)
 
 
 def run_scan(scan: Scan, executor=None, backend: str = "cpu", out_dir=None, prefix: str = "frame",
              formats=("float", "smv"), dtype: str = "float64", nthreads: int | None = None,
              intfile_scale: float = 0.0, adc_offset: float = 40.0, first_number: int = 1,
-             keep_images: bool = False, manifest: bool = True) -> list[FrameRecord]:
+             keep_images: bool = False, manifest: bool = True, resume: bool = False,
+             seed: int | None = None, inputs=()) -> list[FrameRecord]:
     """Render every frame of a scan, optionally writing files.
 
     Parameters
@@ -575,9 +633,12 @@ def run_scan(scan: Scan, executor=None, backend: str = "cpu", out_dir=None, pref
         Folder for the frame files (created if missing).  None: write
         nothing and keep the images in the records.
     prefix : str
-        File-name stem: ``<prefix>_0001.bin``, ``<prefix>_0001.img``.
-    formats : sequence of {'float', 'smv'}
-        Which files to write per frame; each is written atomically.
+        File-name stem: ``<prefix>_0001.bin``, ``<prefix>_0001.img``; a
+        plain name (no ``/`` or ``..``).
+    formats : sequence of str
+        Output formats per frame (registry names: ``'float'``, ``'smv'``,
+        ``'pgm'``, and ``'noise'`` with a `seed`); the files of one frame
+        are written together, all or none.
     dtype : {'float64', 'float32'}
         Kernel precision.
     nthreads : int, optional
@@ -591,7 +652,16 @@ def run_scan(scan: Scan, executor=None, backend: str = "cpu", out_dir=None, pref
     keep_images : bool
         Keep images in the records even when files are written.
     manifest : bool
-        With ``out_dir``, also write ``<prefix>_scan.json`` (the records).
+        With ``out_dir``, also write ``<prefix>_scan.json`` (the records,
+        with each file's size and sha256), rewritten after every batch of
+        frames.
+    resume : bool
+        With ``out_dir``, skip the frames that the manifest records as
+        complete and whose files still match their size and sha256.
+    seed : int, optional
+        Noise seed as C stores it (negated), for the ``'noise'`` format.
+    inputs : iterable of str
+        Files the scan reads; none may be an output.
 
     Returns
     -------
@@ -601,34 +671,66 @@ def run_scan(scan: Scan, executor=None, backend: str = "cpu", out_dir=None, pref
     Raises
     ------
     ConfigError
-        For an unknown format, a bad field or value.
+        For an unknown format, a bad field or value, a bad prefix, or a
+        manifest that cannot be resumed.
     OutputFileError
-        When a file cannot be written.
+        When a file cannot be written; the frames completed before stay
+        recorded in the manifest.
     """
     from .executors import LocalExecutor
+    from .io.manifest import fingerprint, frame_is_complete, load_manifest
+    from .io.outputs import check_outputs, format_names, remove_stale_temporaries
 
     formats = tuple(formats)
-    bad = [f for f in formats if f not in FORMATS]
+    bad = [f for f in formats if f not in format_names()]
     if bad:
-        raise ConfigError(f"unknown frame format {bad[0]!r}; valid: {', '.join(FORMATS)}")
-    if out_dir is not None:
-        out_dir = os.fspath(out_dir)
-        os.makedirs(out_dir, exist_ok=True)
+        raise ConfigError(f"unknown frame format {bad[0]!r}; valid: {', '.join(format_names())}")
+    if "noise" in formats and seed is None:
+        raise ConfigError("the noise format needs a seed")
+    if len(set(formats)) != len(formats):
+        raise ConfigError("a format is listed twice")
+    inputs = tuple(os.fspath(p) for p in inputs if p is not None)
     executor = executor or LocalExecutor()
     digits = max(4, len(str(first_number + len(scan) - 1)))
     tasks = [
         _FrameTask(config=scan.config(i), index=i, number=first_number + i, changes=dict(ch),
-                   backend=backend, dtype=dtype, nthreads=nthreads, out_dir=out_dir, prefix=prefix,
+                   backend=backend, dtype=dtype, nthreads=nthreads, out_dir=None, prefix=prefix,
                    formats=formats, digits=digits, intfile_scale=float(intfile_scale),
-                   adc_offset=float(adc_offset), keep_image=keep_images)
+                   adc_offset=float(adc_offset), keep_image=keep_images, seed=seed, inputs=inputs)
         for i, ch in enumerate(scan.frames)
     ]
-    records = executor.map(render_frame, tasks)
-    records = sorted(records, key=lambda r: r.index)
-    if out_dir is not None and manifest:
-        from .io._atomic import atomic_write
+    if out_dir is None:
+        return sorted(executor.map(render_frame, tasks), key=lambda r: r.index)
+    check_prefix(prefix)
+    out_dir = os.fspath(out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        from .errors import OutputFileError
 
-        doc = {"name": scan.name, "frames": [r.to_json() for r in records]}
-        atomic_write(os.path.join(out_dir, f"{prefix}_scan.json"),
-                     (json.dumps(doc, indent=1) + "\n").encode())
-    return records
+        raise OutputFileError(f"cannot create the folder {out_dir}: {exc.strerror or exc}") from None
+    manifest_path = os.path.join(out_dir, f"{prefix}_scan.json")
+    all_paths = [p for t in tasks for p in frame_paths(out_dir, prefix, t.number, formats, digits).values()]
+    check_outputs(all_paths + ([manifest_path] if manifest else []), inputs)
+    remove_stale_temporaries(out_dir)
+    stamp = fingerprint(scan.base, scan.name, formats, prefix, first_number, float(intfile_scale),
+                        float(adc_offset), dtype, backend, seed)
+    old = load_manifest(manifest_path, stamp) if (resume and manifest) else {}
+    done, todo = [], []
+    for task in tasks:
+        task.out_dir = out_dir
+        paths = frame_paths(out_dir, prefix, task.number, formats, digits)
+        changes = json.loads(json.dumps({k: _jsonable(v) for k, v in task.changes.items()}))
+        if resume and frame_is_complete(old.get(task.number), changes, paths):
+            done.append(FrameRecord.from_json(old[task.number], task.index, paths))
+        else:
+            todo.append(task)
+    step = _batch_size(executor, len(todo))
+    records = list(done)
+    for start in range(0, len(todo), step):
+        records += executor.map(render_frame, todo[start:start + step])
+        if manifest:
+            _write_manifest(manifest_path, scan, stamp, records, inputs)
+    if manifest and not todo:
+        _write_manifest(manifest_path, scan, stamp, records, inputs)
+    return sorted(records, key=lambda r: r.index)

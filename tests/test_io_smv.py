@@ -214,3 +214,28 @@ def test_written_file_permissions_follow_umask(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)
+
+
+def test_smv_chunks_are_the_written_bytes(tmp_path):
+    from nbnumba.io.smv import smv_chunks
+
+    data = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    header = SMVHeader(pixel_size=0.1, distance=100.0, wavelength=1.0)
+    write_smv(tmp_path / "a.img", data, header)
+    head, body = smv_chunks(data, header)
+    assert len(head) == SMV_HEADER_BYTES
+    assert head + bytes(body) == (tmp_path / "a.img").read_bytes()
+
+
+def test_smv_writer_is_registered():
+    from nbnumba.io.frame import Frame
+    from nbnumba.io.registry import get_writer
+
+    image = np.array([[0.0, 2.0], [1.0, 4.0]], dtype=np.float32)
+    frame = Frame(image=image, header={"distance": 100.0}, roi=None, rows=slice(0, 2), cols=slice(0, 2),
+                  max_I=4.0, rmsd=1.0)
+    writer = get_writer("smv")
+    assert writer.extension == ".img"
+    head, body = writer(frame)
+    assert b"SIZE1=2;\nSIZE2=2;" in head
+    assert np.frombuffer(bytes(body), dtype="<u2").tolist() == [40, 27540, 13790, 55040]

@@ -8,8 +8,32 @@ import numpy as np
 
 from nbnumba.errors import InputFileError
 from nbnumba.io._atomic import atomic_write
+from nbnumba.io.registry import register_writer
 
-__all__ = ["read_float_image", "write_float_image"]
+__all__ = ["float_bytes", "read_float_image", "write_float_image"]
+
+
+def float_bytes(image) -> memoryview:
+    """The bytes of a raw float image: little-endian float32, C (raster) order.
+
+    Parameters
+    ----------
+    image : array_like
+        Image, any shape; rounded to float32 as C stores its float image.
+
+    Returns
+    -------
+    memoryview
+        A byte view of the (possibly converted) data.
+    """
+    data = np.ascontiguousarray(np.asarray(image), dtype="<f4")
+    return memoryview(data.reshape(-1)).cast("B")
+
+
+@register_writer("float", ".bin", "as 4-byte floats")
+def float_frame_bytes(frame) -> memoryview:
+    """Float-image bytes of a :class:`~nbnumba.io.frame.Frame`."""
+    return float_bytes(frame.image)
 
 
 def write_float_image(path, image) -> None:
@@ -28,8 +52,7 @@ def write_float_image(path, image) -> None:
     OutputFileError
         If the file cannot be written.
     """
-    data = np.ascontiguousarray(np.asarray(image), dtype="<f4")
-    atomic_write(path, memoryview(data.reshape(-1)).cast("B"))
+    atomic_write(path, float_bytes(image))
 
 
 def read_float_image(path, fpixels: int, spixels: int) -> np.ndarray:

@@ -7,6 +7,7 @@ import numpy as np
 from nbnumba.io._atomic import atomic_write
 from nbnumba.io._roi import roi_mask
 from nbnumba.io.cfmt import c_g
+from nbnumba.io.registry import register_writer
 
 __all__ = ["pgm_bytes", "write_pgm"]
 
@@ -61,6 +62,12 @@ def pgm_bytes(float_image, pgm_scale: float, roi=None, fpixels: int | None = Non
     out[mask] = _to_uchar(test[mask])
     head = f"P5\n{fpix} {spix}\n# pixels scaled by {c_g(pgm_scale)}\n255\n".encode("ascii")
     return head + out.tobytes()
+
+
+@register_writer("pgm", ".pgm", "as 1-byte integers")
+def pgm_frame_bytes(frame) -> bytes:
+    """PGM bytes of a :class:`~nbnumba.io.frame.Frame`, at its PGM scale."""
+    return pgm_bytes(frame.image, frame.pgm_scale_used, roi=frame.roi)
 
 
 def write_pgm(path, float_image, pgm_scale: float, roi=None, fpixels: int | None = None) -> None:

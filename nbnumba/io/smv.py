@@ -31,6 +31,7 @@ import numpy as np
 from nbnumba.errors import InputFileError
 from nbnumba.io._atomic import atomic_write
 from nbnumba.io.cfmt import c_atof, c_g
+from nbnumba.io.registry import register_writer
 
 __all__ = [
     "SMV_HEADER_BYTES",
@@ -38,6 +39,7 @@ __all__ = [
     "c_g",
     "format_smv_header",
     "read_smv",
+    "smv_chunks",
     "smv_value",
     "write_smv",
 ]
@@ -177,13 +179,56 @@ def format_smv_header(fields_: SMVHeader | dict[str, Any]) -> bytes:
     return raw + b" " * (SMV_HEADER_BYTES - len(raw))
 
 
+def smv_chunks(data_uint16_2d, header_values: SMVHeader | dict[str, Any]) -> tuple:
+    """The bytes of an SMV image, byte-identical to C's output.
+
+    Parameters
+    ----------
+    data_uint16_2d : array_like
+        Image of shape ``(spixels, fpixels)`` (slow, fast); converted to
+        unsigned 16-bit (values must already be in range).
+    header_values : SMVHeader or dict
+        Header values (see :class:`SMVHeader`); missing ``size1``/``size2``
+        are taken from the data shape.
+
+    Returns
+    -------
+    tuple of (bytes, memoryview)
+        The padded header and the little-endian pixels.
+
+    Raises
+    ------
+    ValueError
+        If the data are not 2-D or disagree with ``size1``/``size2``.
+    """
+    data = np.asarray(data_uint16_2d)
+    if data.ndim != 2:
+        raise ValueError(f"SMV data must be 2-D, got shape {data.shape}")
+    h = _as_header(header_values)
+    spix, fpix = data.shape
+    size1 = fpix if h.size1 is None else int(h.size1)
+    size2 = spix if h.size2 is None else int(h.size2)
+    if (size2, size1) != (spix, fpix):
+        raise ValueError(f"SIZE1={size1}, SIZE2={size2} disagree with data shape {data.shape}")
+    h = SMVHeader(**{**h.__dict__, "size1": size1, "size2": size2})
+    header = format_smv_header(h)
+    body = np.ascontiguousarray(data, dtype="<u2")
+    return header, memoryview(body.reshape(-1)).cast("B")
+
+
+@register_writer("smv", ".img", "as 2-byte integers")
+def smv_frame_chunks(frame) -> tuple:
+    """SMV bytes of a :class:`~nbnumba.io.frame.Frame`'s integer image."""
+    return smv_chunks(frame.int_image, frame.header)
+
+
 def write_smv(path, data_uint16_2d, header_values: SMVHeader | dict[str, Any]) -> None:
     """Write an SMV image atomically, byte-identical to C's output.
 
     Parameters
     ----------
     path : str or os.PathLike
-        Destination file.
+        Destination file (see :func:`nbnumba.io._atomic.atomic_write`).
     data_uint16_2d : array_like
         Image of shape ``(spixels, fpixels)`` (slow, fast); converted to
         unsigned 16-bit (values must already be in range).
@@ -198,19 +243,7 @@ def write_smv(path, data_uint16_2d, header_values: SMVHeader | dict[str, Any]) -
     OutputFileError
         If the file cannot be written.
     """
-    data = np.asarray(data_uint16_2d)
-    if data.ndim != 2:
-        raise ValueError(f"SMV data must be 2-D, got shape {data.shape}")
-    h = _as_header(header_values)
-    spix, fpix = data.shape
-    size1 = fpix if h.size1 is None else int(h.size1)
-    size2 = spix if h.size2 is None else int(h.size2)
-    if (size2, size1) != (spix, fpix):
-        raise ValueError(f"SIZE1={size1}, SIZE2={size2} disagree with data shape {data.shape}")
-    h = SMVHeader(**{**h.__dict__, "size1": size1, "size2": size2})
-    header = format_smv_header(h)
-    body = np.ascontiguousarray(data, dtype="<u2")
-    atomic_write(path, (header, memoryview(body.reshape(-1)).cast("B")))
+    atomic_write(path, smv_chunks(data_uint16_2d, header_values))
 
 
 def smv_value(header_text: str, keyword: str) -> float:
