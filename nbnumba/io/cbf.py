@@ -19,7 +19,7 @@ import numpy as np
 from nbnumba.errors import OutputFileError
 from nbnumba.io.geometry import FrameGeometry
 
-__all__ = ["COUNT_CUTOFF", "cbf_header_contents", "write_cbf"]
+__all__ = ["COUNT_CUTOFF", "cbf_bytes", "cbf_header_contents", "write_cbf"]
 
 RTD = 180.0 / math.pi
 COUNT_CUTOFF = 1048575  # a Pilatus counter's 20 bits
@@ -50,36 +50,41 @@ def cbf_header_contents(info: FrameGeometry) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-def write_cbf(path, counts: np.ndarray, info: FrameGeometry) -> None:
-    """Write integer counts as a miniCBF file.
+def cbf_bytes(counts: np.ndarray, info: FrameGeometry, name: str = "frame") -> bytes:
+    """A miniCBF file of integer counts.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        Destination (written in place: callers write to a temporary and rename).
     counts : ndarray, shape (spixels, fpixels)
         Photon counts; values must fit a signed 32-bit integer.
     info : FrameGeometry
         Geometry for the header.
+    name : str
+        What the file is, for error messages.
 
     Raises
     ------
     OutputFileError
-        If the counts do not fit int32 or the file cannot be written.
+        If the counts do not match the detector or do not fit int32.
     """
     from fabio.cbfimage import CbfImage
 
+    from nbnumba.io.floatformats import fabio_bytes
+
     data = np.asarray(counts)
     if data.shape != (info.spixels, info.fpixels):
-        raise OutputFileError(f"{os.fspath(path)}: image is {data.shape}, the detector "
-                              f"{info.spixels} x {info.fpixels}")
+        raise OutputFileError(f"{name}: image is {data.shape}, the detector {info.spixels} x {info.fpixels}")
     if data.size and (data.min() < -(2**31) or data.max() > 2**31 - 1):
-        raise OutputFileError(f"{os.fspath(path)}: counts do not fit 32-bit integers")
+        raise OutputFileError(f"{name}: counts do not fit 32-bit integers")
     header = {
         "_array_data.header_convention": "PILATUS_1.2",
         "_array_data.header_contents": cbf_header_contents(info),
     }
-    try:
-        CbfImage(data=data.astype(np.int32), header=header).write(os.fspath(path))
-    except OSError as exc:
-        raise OutputFileError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}") from exc
+    return fabio_bytes(CbfImage(data=data.astype(np.int32), header=header), ".cbf")
+
+
+def write_cbf(path, counts: np.ndarray, info: FrameGeometry) -> None:
+    """Write integer counts as a miniCBF file (atomically; see :func:`cbf_bytes`)."""
+    from nbnumba.io._atomic import atomic_write
+
+    atomic_write(path, cbf_bytes(counts, info, name=os.fspath(path)))

@@ -17,7 +17,7 @@ import numpy as np
 from nbnumba.errors import OutputFileError
 from nbnumba.io.geometry import FrameGeometry
 
-__all__ = ["write_edf", "write_tiff"]
+__all__ = ["edf_bytes", "fabio_bytes", "tiff_bytes", "write_edf", "write_tiff"]
 
 
 def _float32(path, image, info: FrameGeometry) -> np.ndarray:
@@ -35,11 +35,49 @@ def _write(image_obj, path) -> None:
         raise OutputFileError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}") from exc
 
 
-def write_tiff(path, image, info: FrameGeometry) -> None:
-    """Write the float image as a single-strip float32 TIFF."""
+def fabio_bytes(image_obj, suffix: str) -> bytes:
+    """The file a fabio image object writes, as bytes.
+
+    fabio writes only to a named file; this one lives in a private
+    temporary folder (mode 0700) and is removed at once, so the output
+    layer can place the bytes with its own guarantees.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="nbnumba-fabio-") as folder:
+        path = os.path.join(folder, "frame" + suffix)
+        _write(image_obj, path)
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+def _tiff(path, image, info):
     from fabio.tifimage import TifImage
 
-    _write(TifImage(data=_float32(path, image, info)), path)
+    return TifImage(data=_float32(path, image, info))
+
+
+def _edf(path, image, info):
+    from fabio.edfimage import EdfImage
+
+    return EdfImage(data=_float32(path, image, info), header=edf_header(info))
+
+
+def tiff_bytes(image, info: FrameGeometry) -> bytes:
+    """A single-strip float32 TIFF of the float image."""
+    return fabio_bytes(_tiff("TIFF image", image, info), ".tif")
+
+
+def edf_bytes(image, info: FrameGeometry) -> bytes:
+    """An EDF file (FloatValue, little-endian) of the float image, with the geometry in its header."""
+    return fabio_bytes(_edf("EDF image", image, info), ".edf")
+
+
+def write_tiff(path, image, info: FrameGeometry) -> None:
+    """Write the float image as a single-strip float32 TIFF (atomically)."""
+    from nbnumba.io._atomic import atomic_write
+
+    atomic_write(path, fabio_bytes(_tiff(path, image, info), ".tif"))
 
 
 def edf_header(info: FrameGeometry) -> dict:
@@ -60,7 +98,7 @@ def edf_header(info: FrameGeometry) -> dict:
 
 
 def write_edf(path, image, info: FrameGeometry) -> None:
-    """Write the float image as an EDF file (FloatValue, little-endian)."""
-    from fabio.edfimage import EdfImage
+    """Write the float image as an EDF file (FloatValue, little-endian; atomically)."""
+    from nbnumba.io._atomic import atomic_write
 
-    _write(EdfImage(data=_float32(path, image, info), header=edf_header(info)), path)
+    atomic_write(path, fabio_bytes(_edf(path, image, info), ".edf"))

@@ -23,7 +23,7 @@ import numpy as np
 from nbnumba.errors import OutputFileError
 from nbnumba.io.geometry import FrameGeometry
 
-__all__ = ["write_nxmx"]
+__all__ = ["nxmx_bytes", "write_nxmx"]
 
 RTD = 180.0 / math.pi
 
@@ -45,13 +45,11 @@ def _transformation(group, name, value, kind, vector, depends_on, units, offset=
     return ds
 
 
-def write_nxmx(path, frames: np.ndarray, info: FrameGeometry, angles=None) -> None:
-    """Write counts as an NXmx file.
+def nxmx_bytes(frames: np.ndarray, info: FrameGeometry, angles=None, name: str = "NeXus file") -> bytes:
+    """An NXmx file of integer counts.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        Destination (written in place: callers write to a temporary and rename).
     frames : ndarray, shape (spixels, fpixels) or (n, spixels, fpixels)
         Integer counts, one frame or a scan.
     info : FrameGeometry
@@ -59,37 +57,46 @@ def write_nxmx(path, frames: np.ndarray, info: FrameGeometry, angles=None) -> No
     angles : sequence of float, optional
         Rotation at the start of each frame (rad); default ``info.phi0 +
         k * info.osc``.
+    name : str
+        What the file is, for error messages.
 
     Raises
     ------
     OutputFileError
-        If the frames do not match the detector or the file cannot be written.
+        If the frames do not match the detector or the angles the frames.
     """
+    import io
+
     import h5py
 
     data = np.asarray(frames)
     if data.ndim == 2:
         data = data[None]
     if data.shape[1:] != (info.spixels, info.fpixels):
-        raise OutputFileError(f"{os.fspath(path)}: frames are {data.shape[1:]}, the detector "
-                              f"{info.spixels} x {info.fpixels}")
+        raise OutputFileError(f"{name}: frames are {data.shape[1:]}, the detector {info.spixels} x {info.fpixels}")
     n = data.shape[0]
     if angles is None:
         angles = [info.phi0 + k * info.osc for k in range(n)]
     angles = np.asarray(angles, dtype=np.float64) * RTD
     if angles.size != n:
-        raise OutputFileError(f"{os.fspath(path)}: {angles.size} angles for {n} frames")
-    try:
-        with h5py.File(os.fspath(path), "w") as f:
-            _fill(f, data, info, angles)
-    except OSError as exc:
-        raise OutputFileError(f"cannot write {os.fspath(path)}: {exc}") from exc
+        raise OutputFileError(f"{name}: {angles.size} angles for {n} frames")
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        _fill(f, data, info, angles, os.path.basename(name))
+    return buf.getvalue()
 
 
-def _fill(f, data, info: FrameGeometry, angles) -> None:
+def write_nxmx(path, frames: np.ndarray, info: FrameGeometry, angles=None) -> None:
+    """Write counts as an NXmx file (atomically; see :func:`nxmx_bytes`)."""
+    from nbnumba.io._atomic import atomic_write
+
+    atomic_write(path, nxmx_bytes(frames, info, angles, name=os.fspath(path)))
+
+
+def _fill(f, data, info: FrameGeometry, angles, file_name: str) -> None:
     rot = info.lab_to_mcstas()
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    f.attrs["file_name"] = os.path.basename(f.filename)
+    f.attrs["file_name"] = file_name
     f.attrs["creator"] = "nbnumba"
     entry = _nx(f.create_group("entry"), "NXentry")
     f.attrs["default"] = "entry"
