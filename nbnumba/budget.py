@@ -34,6 +34,7 @@ __all__ = [
     "estimate_run",
     "human_bytes",
     "human_seconds",
+    "source_count",
 ]
 
 BYTES_PER_PIXEL = 40
@@ -198,6 +199,28 @@ def estimate_run(fpixels: int, spixels: int, sources: int, phisteps: int, mosaic
     steps = float(sources) * cells * float(oversample) ** 2 * float(max(thicksteps, 1))
     evaluations = _roi_pixels(fpixels, spixels, roi) * steps
     return RunEstimate(memory, evaluations, evaluations * SECONDS_PER_EVALUATION)
+
+
+def source_count(config, grid_sources: int) -> int:
+    """Sources a run will have: the source-file rows, else the divergence x dispersion grid.
+
+    Parameters
+    ----------
+    config : SimConfig
+        The run (its ``source_table``).
+    grid_sources : int
+        ``hdivsteps * vdivsteps * dispsteps`` (an upper bound: round
+        divergence drops the corners).
+
+    Returns
+    -------
+    int
+        The number of sources (at least 1).
+    """
+    table = config.source_table
+    if table is not None and len(table) > 0:
+        return len(table)
+    return max(int(grid_sources), 1)
 
 
 def check_run(fpixels: int, spixels: int, sources: int, phisteps: int, mosaic_domains: int,

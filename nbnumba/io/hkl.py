@@ -202,7 +202,25 @@ def read_hkl(path, default_F: float = 0.0, mode: str = "spec") -> HKLGrid:
         if fast is not None:
             return fast
 
-    # First pass: ranges from the indices read as doubles.
+    h_min, h_max, k_min, k_max, l_min, l_max, hkls, messages = _first_pass(fname, text, parity)
+    h_range = h_max - h_min + 1
+    k_range = k_max - k_min + 1
+    l_range = l_max - l_min + 1
+    if h_range < 0 or k_range < 0 or l_range < 0:
+        raise InputFileError(f"{fname}: not enough HKL indices")
+
+    _check_table(fname, h_min, h_max, k_min, k_max, l_min, l_max)
+    F = np.zeros((h_range + 1, k_range + 1, l_range + 1), dtype=np.float64)
+    if default_F != 0.0:
+        F[:h_range, :k_range, :l_range] = default_F
+    _second_pass(fname, text, F, (h_min, k_min, l_min), messages)
+    if messages:
+        warnings.warn(f"{fname}: {len(messages)} warning(s) reading hkl file; first: {messages[0]}", stacklevel=2)
+    return HKLGrid(h_min, h_max, k_min, k_max, l_min, l_max, F, hkls, messages)
+
+
+def _first_pass(fname: str, text: str, parity: bool) -> tuple:
+    """C's first reading, ``%lg%lg%lg%lg``: index ranges, record count, warnings."""
     h_min = k_min = l_min = _INITIAL_MIN
     h_max = k_max = l_max = _INITIAL_MAX
     hkls = 0
@@ -259,17 +277,13 @@ def read_hkl(path, default_F: float = 0.0, mode: str = "spec") -> HKLGrid:
     if hkls == 0:
         raise InputFileError(f"{fname}, line 1: no 'h k l F' records found")
 
-    h_range = h_max - h_min + 1
-    k_range = k_max - k_min + 1
-    l_range = l_max - l_min + 1
-    if h_range < 0 or k_range < 0 or l_range < 0:
-        raise InputFileError(f"{fname}: not enough HKL indices")
+    return h_min, h_max, k_min, k_max, l_min, l_max, hkls, messages
 
-    _check_table(fname, h_min, h_max, k_min, k_max, l_min, l_max)
-    F = np.zeros((h_range + 1, k_range + 1, l_range + 1), dtype=np.float64)
-    if default_F != 0.0:
-        F[:h_range, :k_range, :l_range] = default_F
 
+def _second_pass(fname: str, text: str, F: np.ndarray, lo: tuple, messages: list) -> None:
+    """C's second reading, ``%d%d%d%lg``: store F at the integer indices."""
+    h_min, k_min, l_min = lo
+    h_range, k_range, l_range = (n - 1 for n in F.shape)
     # Second pass: integer indices, as C's "%d%d%d%lg".
     pos = 0
     match = _PASS2.match
@@ -293,9 +307,6 @@ def read_hkl(path, default_F: float = 0.0, mode: str = "spec") -> HKLGrid:
             f"WARNING: integer re-read of {fname} stopped at line {line} "
             "(non-integer index); later reflections are not stored, as in C"
         )
-    if messages:
-        warnings.warn(f"{fname}: {len(messages)} warning(s) reading hkl file; first: {messages[0]}", stacklevel=2)
-    return HKLGrid(h_min, h_max, k_min, k_max, l_min, l_max, F, hkls, messages)
 
 
 _PLAIN_HKL_LINE = re.compile(
