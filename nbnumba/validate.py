@@ -227,10 +227,10 @@ def _check_roi(config: SimConfig) -> None:
     xmax = fpixels if xmax < 0 else xmax
     ymax = spixels if ymax < 0 else ymax
     text = f"{xmin} {xmax} {ymin} {ymax}"
-    if xmin > xmax or ymin > ymax:
-        _fail("roi", f"{text} is empty (xmin > xmax or ymin > ymax)")
     if xmin > fpixels - 1 or ymin > spixels - 1:
         _fail("roi", f"{text} lies outside the {fpixels} x {spixels} pixel detector")
+    if xmin > xmax or ymin > ymax:
+        _fail("roi", f"{text} is empty (xmin > xmax or ymin > ymax)")
 
 
 def check_config(config: SimConfig) -> None:
