@@ -128,7 +128,7 @@ def _check_table(fname: str, h_min: int, h_max: int, k_min: int, k_max: int, l_m
     """Refuse a dense table that cannot fit in memory (before np.zeros)."""
     cells = (h_max - h_min + 2) * (k_max - k_min + 2) * (l_max - l_min + 2)
     check_memory(
-        8.0 * cells,
+        8.0 * cells if cells < 2**100 else math.inf,
         f"{fname}: the structure-factor table for h {h_min}..{h_max}, k {k_min}..{k_max}, l {l_min}..{l_max}",
         error=InputFileError,
     )
@@ -250,6 +250,8 @@ def _first_pass(fname: str, text: str, parity: bool) -> tuple:
         for name, v in (("h", h), ("k", k), ("l", l_)):
             if not math.isfinite(v):
                 raise InputFileError(f"{fname}, line {_line_of(text, start)}: non-finite {name} index ({v})")
+            if not -(2**31) < v < 2**31:
+                raise InputFileError(f"{fname}, line {_line_of(text, start)}: {name} index {c_g(v)} out of range")
             if v != math.ceil(v - 0.4):
                 messages.append(f"WARNING: non-integer value for {name} ({c_g(v)}) at line {hkls}")
         if not math.isfinite(F_value):
