@@ -18,6 +18,7 @@ mosaic domains x phi steps x oversample^2 x detector layers) at about
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -61,6 +62,8 @@ _SUFFIX = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 def human_bytes(nbytes: float) -> str:
     """``nbytes`` as a short text with a binary unit (``"1.5 GiB"``)."""
     value = float(nbytes)
+    if not math.isfinite(value):
+        return "an unbounded amount"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(value) < 1024.0 or unit == "PiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.3g} {unit}"

@@ -24,7 +24,7 @@ from nbnumba.io.textcols import check_numeric_columns, read_text_columns
 
 QUICK = settings(max_examples=40, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture],
                  derandomize=True)
-LONG = settings(max_examples=600, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+LONG = settings(max_examples=300, deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # a bound on every table the fuzzed files may ask for: refusing is fine, swapping is not
 MEMORY_LIMIT = "256M"

@@ -531,3 +531,18 @@ def test_hkl_four_columns_same_in_both_modes():
     a = read_hkl(src, mode="spec")
     b = read_hkl(src, mode="parity")
     assert np.array_equal(a.F, b.F) and a.hkls == b.hkls
+
+
+def test_hkl_extra_columns_cli_spec_renders_as_four(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "plain.hkl").write_text(PLAIN)
+    (tmp_path / "wide.hkl").write_text("".join(line + " 1.5 90\n" for line in PLAIN.splitlines()))
+    images = {}
+    for name in ("plain", "wide"):
+        args = [a for a in CLI_BASE if a != "f.bin"][:-1]
+        result = _cli(args[2:] + ["-hkl", f"{name}.hkl", "-detpixels", "16", "-floatfile", f"{name}.bin",
+                                  "-mode", "spec"])
+        assert result.exit_code == 0, result.output
+        images[name] = np.fromfile(tmp_path / f"{name}.bin", dtype="<f4")
+    assert images["plain"].size == 256 and images["plain"].max() > 0
+    assert np.array_equal(images["plain"], images["wide"])
