@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import physics as P
+from .budget import check_run, source_count
 from .config import AVOGADRO, R_E_SQR, SimConfig
 from .errors import ConfigError
+from .validate import check_config
 
 RTD = 180.0 * (1.0 / math.pi)
 
@@ -161,6 +163,7 @@ def prepare(config: SimConfig) -> Prepared:
     ConfigError
         For a geometry or crystal that cannot be rendered.
     """
+    check_config(config)
     c = config
     parity = c.mode == "parity"
     msgs: list[str] = []
@@ -490,6 +493,8 @@ def prepare(config: SimConfig) -> Prepared:
         msgs.append(f"         but reciprocal pixel size is {reciprocal_pixel_size * 1e10:g} A")
         msgs.append("         intensity may vary significantly across a pixel!")
         msgs.append(f"         recommend -oversample {recommended_oversample} to work around this")
+    msgs.extend(check_run(fpixels, spixels, source_count(c, hdivsteps * vdivsteps * dispsteps),
+                          phisteps, mosaic_domains, oversample, thicksteps, roi))
 
     # ---- structure factors
     hkl = c.hkl

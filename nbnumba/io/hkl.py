@@ -9,7 +9,16 @@ parses integers, a non-integer index such as ``1.5`` stops it early (the
 reproduces that, and records C's warnings.
 
 Unlike C, :func:`read_hkl` refuses files that are not one ``h k l F``
-record per line (C silently stops at the first text it cannot parse).
+record per line (C silently stops at the first text it cannot parse), and
+non-finite numbers.  Files with extra columns (``h k l F SIGF`` or
+``h k l F SIGF PHASE``, as CCP4 tools write them) are read in spec mode with
+F from the fourth column; C reads any file as a stream of numbers taken four
+at a time, whatever the lines, so parity mode reads such a file that way
+(with a warning): the fifth number becomes the next record's h.
+
+Reading is bounded (:mod:`nbnumba.io._text`: 2 GiB, 4 KiB lines) and the
+dense table is checked against the available memory before it is allocated
+(:func:`nbnumba.budget.check_memory`).
 
 ``Fdump.bin`` is the text line ``"h_min h_max k_min k_max l_min l_max\\n\\f"``
 followed by the table as native (little-endian) doubles, including the extra
@@ -26,9 +35,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nbnumba.budget import check_memory
 from nbnumba.errors import InputFileError
 from nbnumba.io._atomic import atomic_write
-from nbnumba.io._text import read_text
+from nbnumba.io._text import MAX_TEXT_BYTES, read_text
 from nbnumba.io.cfmt import C_WHITESPACE, c_g, c_strtod_prefix
 
 __all__ = ["HKLGrid", "fdump_bytes", "read_fdump", "read_hkl", "write_fdump"]
@@ -47,6 +57,7 @@ _PASS2 = re.compile(f"{_WS}({_INT}){_WS}({_INT}){_WS}({_INT}){_WS}({_FLT})")
 _NONSPACE = re.compile(r"[^ \t\n\v\f\r]")
 _INT6 = re.compile(f"{_WS}({_INT}){_WS}({_INT}){_WS}({_INT}){_WS}({_INT}){_WS}({_INT}){_WS}({_INT})".encode())
 
+_FDUMP_HEADER_MAX = 65536
 _INITIAL_MIN = 1_000_000_000
 _INITIAL_MAX = -1_000_000_000
 
@@ -113,17 +124,57 @@ def _line_of(text: str, pos: int) -> int:
     return text.count("\n", 0, pos) + 1
 
 
-def read_hkl(path, default_F: float = 0.0) -> HKLGrid:
+def _check_table(fname: str, h_min: int, h_max: int, k_min: int, k_max: int, l_min: int, l_max: int) -> None:
+    """Refuse a dense table that cannot fit in memory (before np.zeros)."""
+    cells = (h_max - h_min + 2) * (k_max - k_min + 2) * (l_max - l_min + 2)
+    check_memory(
+        8.0 * cells if cells < 2**100 else math.inf,
+        f"{fname}: the structure-factor table for h {h_min}..{h_max}, k {k_min}..{k_max}, l {l_min}..{l_max}",
+        error=InputFileError,
+    )
+
+
+_SPLIT = re.compile(r"[ \t\n\v\f\r]+")
+_NUMBER = re.compile(_FLT)
+
+
+def _drop_extra_columns(fname: str, text: str) -> str:
+    """Spec mode: keep ``h k l F`` of ``h k l F SIGF [PHASE]`` lines (line numbers kept)."""
+    out = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        fields = [f for f in _SPLIT.split(line) if f]
+        if len(fields) > 4:
+            if len(fields) > 6:
+                raise InputFileError(
+                    f"{fname}, line {lineno}: {len(fields)} columns; expected 'h k l F', 'h k l F SIGF' "
+                    "or 'h k l F SIGF PHASE'"
+                )
+            for extra in fields[4:]:
+                if not _NUMBER.fullmatch(extra):
+                    raise InputFileError(f"{fname}, line {lineno}: expected a number, got {extra!r}")
+                if not math.isfinite(_to_double(extra)):
+                    raise InputFileError(f"{fname}, line {lineno}: non-finite value {extra!r}")
+            line = " ".join(fields[:4])
+        out.append(line)
+    return "\n".join(out)
+
+
+def read_hkl(path, default_F: float = 0.0, mode: str = "spec") -> HKLGrid:
     """Read an ``h k l F`` text file into a dense table, as C does.
 
     Parameters
     ----------
     path : str or os.PathLike
         The hkl file: one reflection per line, ``h k l F`` separated by
-        white space.
+        white space; in spec mode also ``h k l F SIGF`` or
+        ``h k l F SIGF PHASE`` (F is the fourth column, the rest is
+        ignored).
     default_F : float, optional
         Value pre-filled, when non-zero, into ``F[:h_range, :k_range,
         :l_range]`` before the file's values are stored (C's ``-default_F``).
+    mode : {'spec', 'parity'}, optional
+        Parity mode reads extra columns as C does: the numbers are taken
+        four at a time across lines (with a warning).
 
     Returns
     -------
@@ -134,22 +185,49 @@ def read_hkl(path, default_F: float = 0.0) -> HKLGrid:
     Raises
     ------
     InputFileError
-        If the file cannot be read, holds no reflection, has a line that is
-        not exactly four numbers, or has non-finite indices.
+        If the file cannot be read, is larger than 2 GiB or has a line over
+        4 KiB, holds no reflection, has a line that is not four numbers (or,
+        in spec mode, five or six), has a non-finite number, or needs a table
+        larger than the available memory.
     """
-    fname, text = read_text(path, "hkl file")
+    fname, text = read_text(path, "hkl file", max_bytes=MAX_TEXT_BYTES)
+    parity = mode == "parity"
 
-    fast = _read_plain_hkl(text, default_F)
+    fast = _read_plain_hkl(fname, text, default_F)
     if fast is not None:
         return fast
+    if not parity:
+        text = _drop_extra_columns(fname, text)
+        fast = _read_plain_hkl(fname, text, default_F)
+        if fast is not None:
+            return fast
 
-    # First pass: ranges from the indices read as doubles.
+    h_min, h_max, k_min, k_max, l_min, l_max, hkls, messages = _first_pass(fname, text, parity)
+    h_range = h_max - h_min + 1
+    k_range = k_max - k_min + 1
+    l_range = l_max - l_min + 1
+    if h_range < 0 or k_range < 0 or l_range < 0:
+        raise InputFileError(f"{fname}: not enough HKL indices")
+
+    _check_table(fname, h_min, h_max, k_min, k_max, l_min, l_max)
+    F = np.zeros((h_range + 1, k_range + 1, l_range + 1), dtype=np.float64)
+    if default_F != 0.0:
+        F[:h_range, :k_range, :l_range] = default_F
+    _second_pass(fname, text, F, (h_min, k_min, l_min), messages)
+    if messages:
+        warnings.warn(f"{fname}: {len(messages)} warning(s) reading hkl file; first: {messages[0]}", stacklevel=2)
+    return HKLGrid(h_min, h_max, k_min, k_max, l_min, l_max, F, hkls, messages)
+
+
+def _first_pass(fname: str, text: str, parity: bool) -> tuple:
+    """C's first reading, ``%lg%lg%lg%lg``: index ranges, record count, warnings."""
     h_min = k_min = l_min = _INITIAL_MIN
     h_max = k_max = l_max = _INITIAL_MAX
     hkls = 0
     messages: list[str] = []
     pos = 0
     prev_end = -1
+    spanned = False
     match = _PASS1.match
     while True:
         m = match(text, pos)
@@ -158,14 +236,26 @@ def read_hkl(path, default_F: float = 0.0) -> HKLGrid:
         start, end = m.start(1), m.end(4)
         if "\n" in text[start:end] or (prev_end >= 0 and "\n" not in text[prev_end:start]):
             line = _line_of(text, start)
-            raise InputFileError(f"{fname}, line {line}: expected one 'h k l F' record per line")
+            if not parity:
+                raise InputFileError(f"{fname}, line {line}: expected one 'h k l F' record per line")
+            if not spanned:
+                spanned = True
+                messages.append(
+                    f"WARNING: records of {fname} span lines from line {line}: the numbers are read four "
+                    "at a time whatever the lines, as C does (extra columns are misread; spec mode reads "
+                    "F from the fourth column)"
+                )
         h, k, l_ = (_to_double(m.group(i)) for i in (1, 2, 3))
-        _to_double(m.group(4))
+        F_value = _to_double(m.group(4))
         for name, v in (("h", h), ("k", k), ("l", l_)):
             if not math.isfinite(v):
                 raise InputFileError(f"{fname}, line {_line_of(text, start)}: non-finite {name} index ({v})")
+            if not -(2**31) < v < 2**31:
+                raise InputFileError(f"{fname}, line {_line_of(text, start)}: {name} index {c_g(v)} out of range")
             if v != math.ceil(v - 0.4):
                 messages.append(f"WARNING: non-integer value for {name} ({c_g(v)}) at line {hkls}")
+        if not math.isfinite(F_value):
+            raise InputFileError(f"{fname}, line {_line_of(text, m.start(4))}: non-finite F ({F_value})")
         if h_min > h:
             h_min = int(h)
         if k_min > k:
@@ -189,16 +279,13 @@ def read_hkl(path, default_F: float = 0.0) -> HKLGrid:
     if hkls == 0:
         raise InputFileError(f"{fname}, line 1: no 'h k l F' records found")
 
-    h_range = h_max - h_min + 1
-    k_range = k_max - k_min + 1
-    l_range = l_max - l_min + 1
-    if h_range < 0 or k_range < 0 or l_range < 0:
-        raise InputFileError(f"{fname}: not enough HKL indices")
+    return h_min, h_max, k_min, k_max, l_min, l_max, hkls, messages
 
-    F = np.zeros((h_range + 1, k_range + 1, l_range + 1), dtype=np.float64)
-    if default_F != 0.0:
-        F[:h_range, :k_range, :l_range] = default_F
 
+def _second_pass(fname: str, text: str, F: np.ndarray, lo: tuple, messages: list) -> None:
+    """C's second reading, ``%d%d%d%lg``: store F at the integer indices."""
+    h_min, k_min, l_min = lo
+    h_range, k_range, l_range = (n - 1 for n in F.shape)
     # Second pass: integer indices, as C's "%d%d%d%lg".
     pos = 0
     match = _PASS2.match
@@ -211,7 +298,10 @@ def read_hkl(path, default_F: float = 0.0) -> HKLGrid:
         if not (0 <= ih <= h_range and 0 <= ik <= k_range and 0 <= il <= l_range):
             line = _line_of(text, m.start(1))
             raise InputFileError(f"{fname}, line {line}: index {h0} {k0} {l0} outside the table read in the first pass")
-        F[ih, ik, il] = _to_double(m.group(4))
+        F_value = _to_double(m.group(4))
+        if not math.isfinite(F_value):
+            raise InputFileError(f"{fname}, line {_line_of(text, m.start(4))}: non-finite F ({F_value})")
+        F[ih, ik, il] = F_value
         pos = m.end(4)
     if _NONSPACE.search(text, pos) is not None:
         line = _line_of(text, _NONSPACE.search(text, pos).start())
@@ -219,9 +309,6 @@ def read_hkl(path, default_F: float = 0.0) -> HKLGrid:
             f"WARNING: integer re-read of {fname} stopped at line {line} "
             "(non-integer index); later reflections are not stored, as in C"
         )
-    if messages:
-        warnings.warn(f"{fname}: {len(messages)} warning(s) reading hkl file; first: {messages[0]}", stacklevel=2)
-    return HKLGrid(h_min, h_max, k_min, k_max, l_min, l_max, F, hkls, messages)
 
 
 _PLAIN_HKL_LINE = re.compile(
@@ -229,7 +316,7 @@ _PLAIN_HKL_LINE = re.compile(
 )
 
 
-def _read_plain_hkl(text: str, default_F: float) -> HKLGrid | None:
+def _read_plain_hkl(fname: str, text: str, default_F: float) -> HKLGrid | None:
     """Vectorised reading of the common case: integer indices, one reflection
     per line, no repeated reflection.  Returns None for anything else, which
     the line-by-line C emulation then handles (with its warnings and errors).
@@ -245,10 +332,13 @@ def _read_plain_hkl(text: str, default_F: float) -> HKLGrid | None:
     idx = table[:, :3]
     if np.abs(idx).max() >= 2**31 - 1:
         return None
+    if not np.isfinite(table[:, 3]).all():
+        return None  # an overflowing F (1e999): reported with its line by the C emulation
     hkl = idx.astype(np.int64)
     lo = hkl.min(axis=0)
     hi = hkl.max(axis=0)
     ranges = hi - lo + 1
+    _check_table(fname, *(int(v) for v in (lo[0], hi[0], lo[1], hi[1], lo[2], hi[2])))
     F = np.zeros(tuple(int(r) + 1 for r in ranges), dtype=np.float64)
     flat = np.ravel_multi_index(tuple((hkl - lo).T), F.shape)
     if np.unique(flat).size != flat.size:
@@ -325,27 +415,35 @@ def read_fdump(path, c_whitespace_quirk: bool = True) -> HKLGrid:
     Raises
     ------
     InputFileError
-        If the file is missing, its header is not six integers, or it holds
-        fewer doubles than the ranges require.
+        If the file is missing, its header is not six integers, it holds
+        fewer doubles than the ranges require, the table would not fit in
+        memory, or a value is not finite.
     """
     fname = os.fspath(path)
     try:
         with open(fname, "rb") as handle:
-            raw = handle.read()
+            raw = handle.read(_FDUMP_HEADER_MAX)
+            m = _INT6.match(raw)
+            if m is None or m.end() == len(raw) == _FDUMP_HEADER_MAX:
+                raise InputFileError(
+                    f"{fname}, line 1: expected six integers 'h_min h_max k_min k_max l_min l_max'"
+                )
+            h_min, h_max, k_min, k_max, l_min, l_max = (_to_int32(m.group(i).decode()) for i in range(1, 7))
+            h_range = h_max - h_min + 1
+            k_range = k_max - k_min + 1
+            l_range = l_max - l_min + 1
+            if h_range < 0 or k_range < 0 or l_range < 0:
+                raise InputFileError(f"{fname}, line 1: invalid index ranges")
+            shape = (h_range + 1, k_range + 1, l_range + 1)
+            count = shape[0] * shape[1] * shape[2]
+            _check_table(fname, h_min, h_max, k_min, k_max, l_min, l_max)
+            # the table, plus room for the white space C's header format may skip
+            want = m.end() + 2 + 8 * count + _FDUMP_HEADER_MAX
+            if want > len(raw):
+                raw += handle.read(want - len(raw))
     except OSError as exc:
         raise InputFileError(f"{fname}: cannot read Fdump file: {exc.strerror or exc}") from exc
-    m = _INT6.match(raw)
-    if m is None:
-        raise InputFileError(f"{fname}, line 1: expected six integers 'h_min h_max k_min k_max l_min l_max'")
-    h_min, h_max, k_min, k_max, l_min, l_max = (_to_int32(m.group(i).decode()) for i in range(1, 7))
     pos = m.end()
-    h_range = h_max - h_min + 1
-    k_range = k_max - k_min + 1
-    l_range = l_max - l_min + 1
-    if h_range < 0 or k_range < 0 or l_range < 0:
-        raise InputFileError(f"{fname}, line 1: invalid index ranges")
-    shape = (h_range + 1, k_range + 1, l_range + 1)
-    count = shape[0] * shape[1] * shape[2]
     ws = C_WHITESPACE.encode()
     skipped = 0
     if c_whitespace_quirk:
@@ -372,4 +470,9 @@ def read_fdump(path, c_whitespace_quirk: bool = True) -> HKLGrid:
             f"{fname}: the first table bytes are white space; reading shifted by {skipped} byte(s) as C does",
             stacklevel=2,
         )
-    return HKLGrid(h_min, h_max, k_min, k_max, l_min, l_max, F.reshape(shape), h_range * k_range * l_range)
+    F = F.reshape(shape)
+    bad = np.argwhere(~np.isfinite(F))
+    if bad.size:
+        h, k, l_ = (int(v) for v in bad[0] + (h_min, k_min, l_min))
+        raise InputFileError(f"{fname}: non-finite structure factor {F[tuple(bad[0])]} at h k l = {h} {k} {l_}")
+    return HKLGrid(h_min, h_max, k_min, k_max, l_min, l_max, F, h_range * k_range * l_range)

@@ -8,6 +8,7 @@ number (cell parameters, missetting angles of a full MOSFLM file) is ignored.
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -46,8 +47,9 @@ def read_mosflm_matrix(path) -> np.ndarray:
     Raises
     ------
     InputFileError
-        If the file cannot be read or does not start with nine numbers; the
-        message names the line where reading stopped.
+        If the file cannot be read (or is larger than 2 GiB, or has a line
+        over 4 KiB), does not start with nine numbers, or one of them is not
+        finite; the message names the line.
     """
     fname, text = read_text(path, "matrix file")
     values = []
@@ -68,8 +70,12 @@ def read_mosflm_matrix(path) -> np.ndarray:
             )
         token = m.group(1)
         try:
-            values.append(float(token))
+            value = float(token)
         except ValueError:
-            values.append(c_strtod_prefix(token)[0])
+            value = c_strtod_prefix(token)[0]
+        if not math.isfinite(value):
+            line = text.count("\n", 0, m.start(1)) + 1
+            raise InputFileError(f"{fname}, line {line}: non-finite matrix element {token!r}")
+        values.append(value)
         pos = m.end(1)
     return np.array(values, dtype=np.float64).reshape(3, 3)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from nbnumba.budget import check_memory
 from nbnumba.errors import InputFileError
 from nbnumba.io._atomic import atomic_write
 from nbnumba.io.cfmt import c_atof, c_g
@@ -46,6 +47,9 @@ __all__ = [
 
 SMV_HEADER_BYTES = 512
 """Header size C writes (and assumes on first reading)."""
+
+SMV_MAX_HEADER_BYTES = 1 << 24
+"""Largest ``HEADER_BYTES`` the reader accepts (16 MiB)."""
 
 _MAGIC = "{\nHEADER_BYT"
 
@@ -337,15 +341,31 @@ def read_smv(path, swap_bytes: bool = True) -> tuple[str, dict[str, str], np.nda
     ------
     InputFileError
         If the file is missing, does not start like an ADSC header, has an
-        unusable ``HEADER_BYTES`` or size, or is shorter than its header and
-        pixels.
+        unusable ``HEADER_BYTES`` or size, is shorter than its header and
+        pixels, or has more pixels than fit in memory.  Only the header and
+        the pixels are read, so a device such as ``/dev/zero`` ends in an
+        error at once.
     """
     fname = os.fspath(path)
     try:
         with open(fname, "rb") as handle:
-            raw = handle.read()
+            return _read_smv_from(fname, handle, swap_bytes)
     except OSError as exc:
         raise InputFileError(f"{fname}: cannot read SMV file: {exc.strerror or exc}") from exc
+
+
+def _read_upto(handle, raw: bytes, total: int) -> bytes:
+    """`raw` extended from `handle` to `total` bytes (fewer at end of file)."""
+    while len(raw) < total:
+        more = handle.read(total - len(raw))
+        if not more:
+            break
+        raw += more
+    return raw
+
+
+def _read_smv_from(fname: str, handle, swap_bytes: bool) -> tuple[str, dict[str, str], np.ndarray]:
+    raw = _read_upto(handle, b"", SMV_HEADER_BYTES)
     if len(raw) < SMV_HEADER_BYTES:
         raise InputFileError(
             f"{fname}: truncated SMV file ({len(raw)} bytes, shorter than a {SMV_HEADER_BYTES}-byte header)"
@@ -362,9 +382,10 @@ def read_smv(path, swap_bytes: bool = True) -> tuple[str, dict[str, str], np.nda
     if not header_text.startswith(_MAGIC):
         raise InputFileError(f"{fname}: does not look like an ADSC/SMV frame (no '{{' + HEADER_BYTES= at the start)")
     header_bytes = _as_int(smv_value(header_text, "HEADER_BYTES"), "HEADER_BYTES", fname)
-    if header_bytes <= 0:
+    if header_bytes <= 0 or header_bytes > SMV_MAX_HEADER_BYTES:
         raise InputFileError(f"{fname}: invalid HEADER_BYTES={header_bytes}")
     if header_bytes != SMV_HEADER_BYTES:
+        raw = _read_upto(handle, raw, header_bytes)
         if len(raw) < header_bytes:
             raise InputFileError(f"{fname}: truncated SMV file ({len(raw)} bytes, header claims {header_bytes})")
         header_text = text_of(header_bytes)
@@ -393,6 +414,8 @@ def read_smv(path, swap_bytes: bool = True) -> tuple[str, dict[str, str], np.nda
     # C indexes the pixels from header_bytes/2 unsigned shorts into the file.
     offset = (header_bytes // 2) * 2
     nbytes = 2 * width * height
+    check_memory(3.0 * nbytes, f"{fname}: a {width} x {height} pixel SMV image", error=InputFileError)
+    raw = _read_upto(handle, raw, offset + nbytes)
     if len(raw) < offset + nbytes:
         raise InputFileError(
             f"{fname}: truncated SMV file ({len(raw)} bytes, expected {offset + nbytes} "

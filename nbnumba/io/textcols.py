@@ -12,6 +12,7 @@ with C's buffer does.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -24,6 +25,10 @@ __all__ = ["DELIMITERS", "read_text_columns"]
 
 DELIMITERS = " \t,;:!"
 """Field separators of C's text reader."""
+
+MAX_COLUMN_LINE = 65536
+"""Longest line accepted in a column file (C splits lines at 10239 characters,
+which is reproduced; longer runs without a newline are refused)."""
 
 _NUMBER_CHARS = "0123456789-+.EGeg"
 _FGETS_MAX = 10240 - 1
@@ -75,11 +80,12 @@ def read_text_columns(path, ncols: int) -> np.ndarray:
     Raises
     ------
     InputFileError
-        If the file cannot be read.
+        If the file cannot be read (or is larger than 2 GiB, or has a line
+        over 64 KiB) or a field reads as infinity or NaN.
     """
     if ncols < 1:
         raise ValueError("ncols must be at least 1")
-    fname, text = read_text(path, "text file")
+    fname, text = read_text(path, "text file", max_line=MAX_COLUMN_LINE)
 
     rows: list[list[float]] = []
     zero_filled: list[int] = []
@@ -97,6 +103,8 @@ def read_text_columns(path, ncols: int) -> np.ndarray:
                 # C keeps converting the empty remainder: atof("") == 0.
                 zero_filled.append(lineno)
             row[i] = c_atof(chunk[pos:])
+            if not math.isfinite(row[i]):
+                raise InputFileError(f"{fname}, line {lineno}: non-finite value in column {i + 1}")
             pos = _span(chunk, pos, _NUMBER_CHARS)
             if chunk[pos:] == "\n":
                 break
@@ -133,7 +141,7 @@ def check_numeric_columns(path, ncols: int, what: str) -> None:
     """
     import re
 
-    fname, text = read_text(path, what)
+    fname, text = read_text(path, what, max_line=MAX_COLUMN_LINE)
     splitter = re.compile("[" + re.escape(DELIMITERS) + "\r\n]+")
     rows = 0
     for lineno, line in enumerate(text.split("\n"), start=1):
@@ -145,8 +153,10 @@ def check_numeric_columns(path, ncols: int, what: str) -> None:
             raise InputFileError(f"{fname}, line {lineno}: {len(fields)} columns in a {what} (at most {ncols})")
         for field in fields:
             try:
-                float(field)
+                value = float(field)
             except ValueError:
                 raise InputFileError(f"{fname}, line {lineno}: {field!r} is not a number ({what})") from None
+            if not math.isfinite(value):
+                raise InputFileError(f"{fname}, line {lineno}: non-finite value {field!r} ({what})")
     if rows == 0:
         raise InputFileError(f"{fname}: no data in the {what}")
