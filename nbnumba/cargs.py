@@ -141,7 +141,7 @@ def _read_structure_factors(cfg: SimConfig, run: RunOptions):
     if not _is_reflection_file(run.hklfile):
         from .io.hkl import read_hkl
 
-        return read_hkl(run.hklfile, default_F=cfg.default_F)
+        return read_hkl(run.hklfile, default_F=cfg.default_F, mode=cfg.mode)
     from .io.reflections import expand_to_p1, grid_from_reflections, read_reflection_file
 
     refl = read_reflection_file(run.hklfile, column=run.hkl_column)
