@@ -137,6 +137,13 @@ def _pivot(which):
     return act
 
 
+def _force_pivot(which):
+    def act(st, argv, i):
+        st.cfg.detector_pivot = which
+        st.cfg.pivot_forced = which
+    return act
+
+
 def _and(*acts):
     def act(st, argv, i):
         for a in acts:
@@ -255,12 +262,12 @@ RULES = [
     (("-xtal_heigh", "-xtal_z", "-heigh"), None, 1, ("-xtal_z",), _act_sizes("z"), False),
     (("-density", "-sample_den"), None, 1, ("-density",), None, False),
     ("=-MW|-molec", None, 1, ("-MW",), None, False),
-    (("-Xbeam",), None, 1, ("-Xbeam",), _and(_set("Xbeam", _mm), _pivot("beam")), False),
-    (("-Ybeam",), None, 1, ("-Ybeam",), _and(_set("Ybeam", _mm), _pivot("beam")), False),
-    (("-Xclose",), None, 1, ("-Xclose",), _and(_set("Xclose", _mm), _pivot("sample")), False),
-    (("-Yclose",), None, 1, ("-Yclose",), _and(_set("Yclose", _mm), _pivot("sample")), False),
-    (("-ORGX",), None, 1, ("-ORGX",), _and(_set("ORGX", c_atof), _pivot("sample")), False),
-    (("-ORGY",), None, 1, ("-ORGY",), _and(_set("ORGY", c_atof), _pivot("sample")), False),
+    (("-Xbeam",), None, 1, ("-Xbeam",), _and(_set("Xbeam", _mm), _force_pivot("beam")), False),
+    (("-Ybeam",), None, 1, ("-Ybeam",), _and(_set("Ybeam", _mm), _force_pivot("beam")), False),
+    (("-Xclose",), None, 1, ("-Xclose",), _and(_set("Xclose", _mm), _force_pivot("sample")), False),
+    (("-Yclose",), None, 1, ("-Yclose",), _and(_set("Yclose", _mm), _force_pivot("sample")), False),
+    (("-ORGX",), None, 1, ("-ORGX",), _and(_set("ORGX", c_atof), _force_pivot("sample")), False),
+    (("-ORGY",), None, 1, ("-ORGY",), _and(_set("ORGY", c_atof), _force_pivot("sample")), False),
     (("-pivot",), None, 1, ("-pivot",), _act_pivot, False),
     (("-mosflm",), None, 0, ("-mosflm",), _act_conv("MOSFLM", "beam"), False),
     (("-xds",), None, 0, ("-xds",), _act_conv("XDS", "sample"), False),
@@ -277,7 +284,7 @@ RULES = [
     (("-pix0_vector",), None, 3, ("-pix0_vector",), _act_pix0, False),
     (("-pix0_vector_mm",), None, 3, ("-pix0_vector_mm",), "spec_only_pix0_mm", False),
     (("-distance",), None, 1, ("-distance",), _and(_set("distance", _mm), _pivot("beam")), False),
-    (("-close_distance",), None, 1, ("-close_distance",), _and(_set("close_distance", _mm), _pivot("sample")), False),
+    (("-close_distance",), None, 1, ("-close_distance",), _and(_set("close_distance", _mm), _force_pivot("sample")), False),
     (("-detector_abs",), None, 0, ("-detector_abs",), _act_detector_abs, False),
     (("-detector_thick",), 15, 0, ("-detector_thick",), _set("detector_thick", lambda t: c_atof(t) * 1e-6), False),
     (("-detector_thicksteps",), None, 0, ("-detector_thicksteps",), _set("detector_thicksteps", c_atoi), False),

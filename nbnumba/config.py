@@ -111,6 +111,9 @@ class SimConfig:
     convention: str = "MOSFLM"
     detector_pivot: str = "beam"  # as the C flags leave it
     pivot_explicit: Optional[str] = None  # what -pivot said, if anything
+    # the last of -Xbeam/-Ybeam ("beam") or -Xclose/-Yclose/-ORGX/-ORGY/-close_distance ("sample");
+    # spec mode lets it override the convention's pivot (Spec A)
+    pivot_forced: Optional[str] = None
     pixel_size: float = 0.1e-3
     distance: float = 100.0e-3
     close_distance: float = NAN

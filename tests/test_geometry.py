@@ -525,3 +525,99 @@ def test_curved_det_as_last_argument_ignored_in_parity_mode():
     assert not cfg.curved_detector
     cfg, _ = config_from_args(BASE + ["-curved_det", "-nonoise"], mode="parity")
     assert cfg.curved_detector
+
+
+# ---------------------------------------------------------------- Spec A pivot rules (spec mode)
+
+@pytest.mark.parametrize("args,spec,parity", [
+    (["-close_distance", "200"], "sample", "beam"),  # MOSFLM default: C forces beam
+    (["-distance", "100", "-ORGX", "20", "-ORGY", "40"], "sample", "beam"),
+    (["-distance", "100", "-Xclose", "3", "-Yclose", "3.5"], "sample", "beam"),
+    (["-xds", "-distance", "100", "-Xbeam", "3", "-Ybeam", "3"], "beam", "sample"),
+    (["-dials", "-close_distance", "100", "-Xbeam", "3"], "beam", "sample"),
+    (["-Xbeam", "3", "-close_distance", "90"], "sample", "beam"),  # the last forcing flag wins
+    (["-close_distance", "90", "-Xbeam", "3"], "beam", "beam"),
+    (["-close_distance", "90", "-pivot", "beam"], "beam", "beam"),  # -pivot overrides both
+    (["-pivot", "sample", "-Xbeam", "3"], "sample", "beam"),
+    # -distance and -twotheta do not force a pivot: the convention's stays
+    (["-xds", "-distance", "100"], "sample", "sample"),
+    (["-twotheta", "5"], "beam", "beam"),
+])
+def test_spec_pivot_rules(args, spec, parity):
+    assert geo(args, "spec").detector.pivot == spec
+    assert geo(args, "parity").detector.pivot == parity
+
+
+def test_spec_close_distance_alone_pivots_on_the_sample():
+    """-close_distance 200 alone: the near point (detector centre, 3.2 mm) stays 200 mm from the sample."""
+    d = geo(["-close_distance", "200"], "spec").detector
+    assert_vec(d.pix0, [0.2, 3.2 * MM, -3.2 * MM])
+    assert d.Fclose == pytest.approx(3.2 * MM, abs=GEOMETRY_ATOL_M)
+    # C pivots on the default beam centre (3.25 mm + half a pixel)
+    assert_vec(geo(["-close_distance", "200"], "parity").detector.pix0, [0.2, 3.3 * MM, -3.3 * MM])
+
+
+def test_spec_orgx_places_the_near_point_under_mosflm():
+    d = geo(["-distance", "100", "-ORGX", "20", "-ORGY", "40"], "spec").detector
+    assert d.ORGX == pytest.approx(20.0, abs=1e-9) and d.ORGY == pytest.approx(40.0, abs=1e-9)
+    assert_vec(d.pix0, [0.1, 3.95 * MM, -1.95 * MM])
+
+
+def test_spec_beam_centre_flags_are_equivalent():
+    """AT-PARALLEL-005: -Xclose/-Yclose with -close_distance and -Xbeam/-Ybeam with -distance
+    describe the same untilted detector (MOSFLM axes and half-pixel shift for both)."""
+    by_close = geo(["-close_distance", "90", "-Xclose", "3", "-Yclose", "3.5"], "spec").detector
+    by_beam = geo(["-distance", "90", "-Xbeam", "3", "-Ybeam", "3.5"], "spec").detector
+    assert by_close.pivot == "sample" and by_beam.pivot == "beam"
+    assert_vec(by_close.pix0, [0.09, 3.05 * MM, -3.55 * MM])
+    assert_vec(by_beam.pix0, by_close.pix0)
+    assert by_close.Fbeam == pytest.approx(3.55 * MM, abs=GEOMETRY_ATOL_M)
+
+
+# ---------------------------------------------------------------- header after a 2theta swing
+
+TILT = ["-close_distance", "90", "-Xbeam", "2.5", "-Ybeam", "4.0", "-detector_rotx", "5", "-twotheta", "10",
+        "-pivot", "beam"]
+
+
+def test_spec_header_describes_the_rendered_detector_after_twotheta():
+    d = geo(TILT, "spec").detector
+    h = d.header_values()
+    b = d.beam
+    t = float(d.pix0 @ d.odet) / float(b @ d.odet)  # the beam meets the rendered plane at t * b
+    R = t * b - d.pix0
+    F, S = float(R @ d.fdet), float(R @ d.sdet)
+    assert h["distance"] == pytest.approx(t * 1000.0, rel=1e-12)
+    # MOSFLM: X = S - half a pixel, Y = F - half a pixel
+    assert h["beam_center_x"] == pytest.approx((S - 0.05 * MM) * 1000.0, rel=1e-12)
+    assert h["beam_center_y"] == pytest.approx((F - 0.05 * MM) * 1000.0, rel=1e-12)
+    assert h["mosflm_center_x"] == pytest.approx(h["beam_center_x"], rel=1e-12)
+    assert h["adxv_center_x"] == pytest.approx(F * 1000.0, rel=1e-12)
+    # that point of the detector lies on the beam
+    spot = d.pix0 + F * d.fdet + S * d.sdet
+    np.testing.assert_allclose(np.cross(spot, b), 0.0, atol=1e-15)
+    # with the beam pivot the beam meets the detector at the requested centre, 90 mm from the sample
+    assert h["beam_center_x"] == pytest.approx(2.5) and h["beam_center_y"] == pytest.approx(4.0)
+    assert h["mosflm_center_x"] == pytest.approx(2.5) and h["mosflm_center_y"] == pytest.approx(4.0)
+    assert h["distance"] == pytest.approx(90.0)
+    # C computes DISTANCE and the convention centres with the 2theta swing left out
+    hp = geo(TILT, "parity").detector.header_values()
+    assert hp["beam_center_x"] == pytest.approx(2.5) and hp["beam_center_y"] == pytest.approx(4.0)
+    assert hp["distance"] == pytest.approx(88.63269777109872, rel=1e-12)
+    assert hp["mosflm_center_x"] == pytest.approx(2.7365260492855974, rel=1e-12)
+
+
+def test_spec_header_unchanged_without_twotheta():
+    args = ["-close_distance", "90", "-Xbeam", "2.5", "-Ybeam", "4.0", "-detector_rotx", "5", "-detector_roty", "3"]
+    assert geo(args, "spec").detector.header_values() == geo(args, "parity").detector.header_values()
+
+
+def test_spec_header_after_twotheta_with_the_sample_pivot():
+    """Sample pivot: the header's beam spot is where the beam meets the swung detector."""
+    d = geo(["-xds", "-close_distance", "90", "-ORGX", "20", "-ORGY", "40", "-twotheta", "10"], "spec").detector
+    h = d.header_values()
+    F, S = h["beam_center_x"] * MM, h["beam_center_y"] * MM  # XDS axes are the detector's
+    spot = d.pix0 + F * d.fdet + S * d.sdet
+    np.testing.assert_allclose(np.cross(spot, d.beam), 0.0, atol=1e-15)
+    assert h["distance"] * MM == pytest.approx(float(np.linalg.norm(spot)), rel=1e-12)
+    assert h["xds_orgx"] == pytest.approx(20.0) and h["close_distance"] == pytest.approx(90.0)

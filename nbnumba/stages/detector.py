@@ -51,22 +51,28 @@ def _denzo_to_fs(x, y, detsize_s, pixel):
     return y + 0.0 * pixel, x + 0.0 * pixel
 
 
+def _adxv_from_fs(f, s, detsize_s, pixel):
+    return f, detsize_s - s
+
+
+def _mosflm_from_fs(f, s, detsize_s, pixel):
+    return s - 0.5 * pixel, f - 0.5 * pixel
+
+
+def _denzo_from_fs(f, s, detsize_s, pixel):
+    return s - 0.0 * pixel, f - 0.0 * pixel
+
+
 def _no_header(det) -> dict:
     return {}
 
 
-def _adxv_header(det) -> dict:
-    return dict(adxv_center_x=det.Fbeam * 1000.0, adxv_center_y=(det.detsize_s - det.Sbeam) * 1000)
-
-
-def _mosflm_header(det) -> dict:
-    px = det.pixel_size
-    return dict(mosflm_center_x=(det.Sbeam - 0.5 * px) * 1000.0, mosflm_center_y=(det.Fbeam - 0.5 * px) * 1000)
-
-
-def _denzo_header(det) -> dict:
-    px = det.pixel_size
-    return dict(denzo_x_beam=(det.Sbeam - 0.0 * px) * 1000.0, denzo_y_beam=(det.Fbeam - 0.0 * px) * 1000)
+def _centre_header(convention, name_x, name_y):
+    """Header keywords (mm) for the reported beam spot in ``convention``'s own axes."""
+    def header(det) -> dict:
+        x, y = CONVENTIONS[convention].from_fs(det.spot.Fbeam, det.spot.Sbeam, det.detsize_s, det.pixel_size)
+        return {name_x: x * 1000.0, name_y: y * 1000}
+    return header
 
 
 def _xds_header(det) -> dict:
@@ -96,6 +102,8 @@ class Convention:
     to_fs : callable
         ``(Xbeam, Ybeam, detsize_s, pixel) -> (Fbeam, Sbeam)``, the user's
         beam centre on the detector's fast and slow axes.
+    from_fs : callable
+        ``(Fbeam, Sbeam, detsize_s, pixel) -> (Xbeam, Ybeam)``, the inverse.
     close_from_beam : bool
         The near point is set to the beam centre (``CUSTOM``).
     header : callable
@@ -114,6 +122,7 @@ class Convention:
     pivot: Optional[str]
     default_centre: Callable = _centre_of
     to_fs: Callable = _identity
+    from_fs: Callable = _identity
     close_from_beam: bool = False
     header: Callable = _no_header
 
@@ -125,11 +134,12 @@ _MOSFLM_AXES = dict(beam=(1, 0, 0), fdet=(0, 0, 1), sdet=(0, -1, 0), odet=(1, 0,
 CONVENTIONS: dict[str, Convention] = {conv.name: conv for conv in (
     Convention("ADXV", beam=(0, 0, 1), fdet=(1, 0, 0), sdet=(0, -1, 0), odet=(0, 0, 1), twotheta_axis=(-1, 0, 0),
                polar=(1, 0, 0), spindle=(1, 0, 0), pivot="beam", default_centre=_adxv_centre,
-               to_fs=_adxv_to_fs, header=_adxv_header),
+               to_fs=_adxv_to_fs, from_fs=_adxv_from_fs,
+               header=_centre_header("ADXV", "adxv_center_x", "adxv_center_y")),
     Convention("MOSFLM", **_MOSFLM_AXES, pivot="beam", default_centre=_mosflm_centre, to_fs=_mosflm_to_fs,
-               header=_mosflm_header),
+               from_fs=_mosflm_from_fs, header=_centre_header("MOSFLM", "mosflm_center_x", "mosflm_center_y")),
     Convention("DENZO", **_MOSFLM_AXES, pivot="beam", default_centre=_mosflm_centre, to_fs=_denzo_to_fs,
-               header=_denzo_header),
+               from_fs=_denzo_from_fs, header=_centre_header("DENZO", "denzo_x_beam", "denzo_y_beam")),
     Convention("XDS", beam=(0, 0, 1), fdet=(1, 0, 0), sdet=(0, 1, 0), odet=(0, 0, 1), twotheta_axis=(1, 0, 0),
                polar=(1, 0, 0), spindle=(1, 0, 0), pivot="sample", header=_xds_header),
     Convention("DIALS", beam=(0, 0, 1), fdet=(1, 0, 0), sdet=(0, 1, 0), odet=(0, 0, 1), twotheta_axis=(0, 1, 0),
@@ -221,6 +231,27 @@ class LabAxes:
 
 
 @dataclass
+class BeamSpot:
+    """Where the direct beam meets the detector, as image headers report it.
+
+    Attributes
+    ----------
+    distance : float
+        Sample to the spot along the beam (m).
+    Fbeam, Sbeam : float
+        The spot on the fast and slow axes (m).
+    Xbeam, Ybeam : float
+        The spot in the convention's own axes (m).
+    """
+
+    distance: float
+    Fbeam: float
+    Sbeam: float
+    Xbeam: float
+    Ybeam: float
+
+
+@dataclass
 class Detector:
     """The detector as rendered, in SI units.
 
@@ -265,6 +296,10 @@ class Detector:
         2θ swing about ``axes.twotheta_axis`` (rad), applied last.
     roi : tuple of int
         ``(xmin, xmax, ymin, ymax)`` in pixels, inclusive.
+    spot : BeamSpot
+        The direct-beam spot headers report: C's values (parity mode, or no
+        2θ); in spec mode after a 2θ swing, where the beam meets the
+        detector as rendered.
     """
 
     convention: str
@@ -296,6 +331,7 @@ class Detector:
     rotation: tuple
     twotheta: float
     roi: tuple
+    spot: BeamSpot
 
     @property
     def beam(self) -> np.ndarray:
@@ -335,10 +371,9 @@ class Detector:
         roi = _roi(c.roi, fpixels, spixels)
         conv = convention_of(c)
         centre.apply(conv, detsize_f, detsize_s, pixel_size)
-        pivot = c.detector_pivot if conv.pivot is None else conv.pivot
-        if c.mode != "parity" and c.pivot_explicit is not None:
-            # spec: an explicit -pivot is honoured whatever the convention
-            pivot = c.pivot_explicit
+        if c.mode != "parity":
+            centre.near_point_from_close(c, conv, detsize_s, pixel_size)
+        pivot = choose_pivot(c, conv)
         user_pix0 = None
         if c.mode != "parity" and c.pix0_vector is not None:
             user_pix0 = np.array(c.pix0_vector, dtype=float)
@@ -356,6 +391,9 @@ class Detector:
             1000.0 * dot(pix0, (-1.0, 0.0, 0.0)),
         )
         xds_beam = (dot(axes.beam, fdet), dot(axes.beam, sdet), dot(axes.beam, odet))
+        spot = BeamSpot(distance=origin.distance, Fbeam=origin.Fbeam, Sbeam=origin.Sbeam, Xbeam=Xbeam, Ybeam=Ybeam)
+        if c.mode != "parity" and c.detector_twotheta != 0.0:
+            spot = _rendered_spot(conv, axes.beam, origin, detsize_s, pixel_size)
         return cls(
             convention=conv.name, pivot=pivot, pixel_size=pixel_size, fpixels=fpixels, spixels=spixels,
             detsize_f=detsize_f, detsize_s=detsize_s, distance=origin.distance,
@@ -364,7 +402,7 @@ class Detector:
             Sclose=origin.Sclose, ORGX=origin.Fclose / pixel_size + 0.5, ORGY=origin.Sclose / pixel_size + 0.5,
             dials_origin=dials_origin, xds_beam=xds_beam, pix0=pix0, fdet=fdet, sdet=sdet, odet=odet,
             axes=axes, rotation=(c.detector_rotx, c.detector_roty, c.detector_rotz),
-            twotheta=c.detector_twotheta, roi=roi,
+            twotheta=c.detector_twotheta, roi=roi, spot=spot,
         )
 
     def header_values(self) -> dict:
@@ -379,15 +417,56 @@ class Detector:
         """
         out = dict(
             pixel_size=self.pixel_size * 1000.0,
-            distance=self.distance * 1000.0,
-            beam_center_x=self.Xbeam * 1000.0,
-            beam_center_y=self.Ybeam * 1000,
+            distance=self.spot.distance * 1000.0,
+            beam_center_x=self.spot.Xbeam * 1000.0,
+            beam_center_y=self.spot.Ybeam * 1000,
             close_distance=self.close_distance * 1000.0,
             twotheta=self.twotheta * (180.0 * (1.0 / math.pi)),
         )
         for conv in CONVENTIONS.values():
             out.update(conv.header(self))
         return out
+
+
+def choose_pivot(c: SimConfig, conv: Convention) -> str:
+    """The pivot: the convention's, else the flags'; in spec mode Spec A's overrides.
+
+    C lets a named convention impose its pivot whatever the flags said.  Spec
+    mode follows Spec A: ``-Xbeam``/``-Ybeam`` force the beam pivot,
+    ``-Xclose``/``-Yclose``, ``-ORGX``/``-ORGY`` and ``-close_distance`` the
+    sample pivot (the last of them wins), and ``-pivot`` overrides both.
+
+    Parameters
+    ----------
+    c : SimConfig
+        Supplies ``detector_pivot``, ``pivot_forced``, ``pivot_explicit`` and ``mode``.
+    conv : Convention
+        The active convention.
+
+    Returns
+    -------
+    str
+        ``"beam"`` or ``"sample"``.
+    """
+    pivot = c.detector_pivot if conv.pivot is None else conv.pivot
+    if c.mode != "parity":
+        if c.pivot_forced is not None:
+            pivot = c.pivot_forced
+        if c.pivot_explicit is not None:
+            pivot = c.pivot_explicit
+    return pivot
+
+
+def _rendered_spot(conv: Convention, beam, origin: "_Origin", detsize_s, pixel_size) -> BeamSpot:
+    """Where the beam meets the detector plane as rendered (after the 2θ swing); NaN if it never does."""
+    r = dot(beam, origin.odet)
+    if not r > 0.0:
+        return BeamSpot(*(math.nan,) * 5)
+    distance = origin.close_distance / r
+    R = np.array([distance * beam[i] - origin.pix0[i] for i in range(3)])
+    F, S = dot(origin.fdet, R), dot(origin.sdet, R)
+    X, Y = conv.from_fs(F, S, detsize_s, pixel_size)
+    return BeamSpot(distance=distance, Fbeam=F, Sbeam=S, Xbeam=X, Ybeam=Y)
 
 
 def _size(c: SimConfig):
@@ -466,6 +545,16 @@ class _BeamCentre:
         self.Fbeam, self.Sbeam = conv.to_fs(self.Xbeam, self.Ybeam, detsize_s, pixel_size)
         if conv.close_from_beam:
             self.Fclose, self.Sclose = self.Xbeam, self.Ybeam
+
+    def near_point_from_close(self, c: SimConfig, conv: Convention, detsize_s, pixel_size) -> None:
+        """Spec mode: ``-Xclose``/``-Yclose`` (both given, no ``-ORGX``/``-ORGY``) set the near point.
+
+        They are read in the convention's own axes, like ``-Xbeam``/``-Ybeam``.
+        C ignores them except through the ``CUSTOM`` default beam centre.
+        """
+        if math.isnan(c.Xclose) or math.isnan(c.Yclose) or not (math.isnan(c.ORGX) and math.isnan(c.ORGY)):
+            return
+        self.Fclose, self.Sclose = conv.to_fs(float(c.Xclose), float(c.Yclose), detsize_s, pixel_size)
 
 
 @dataclass
