@@ -14,7 +14,7 @@ the stages it depends on; all follow the C program's order of operations.
 
 from .beam import Beam, Illumination
 from .crystal import Crystal, UnitCell
-from .detector import CONVENTIONS, Convention, Detector, LabAxes
+from .detector import CONVENTIONS, BeamSpot, Convention, Detector, LabAxes, choose_pivot
 from .sampling import (
     DISPERSION_RULE,
     DIVERGENCE_RULE,
@@ -26,6 +26,7 @@ from .sampling import (
 )
 
 __all__ = [
-    "Beam", "Illumination", "Crystal", "UnitCell", "CONVENTIONS", "Convention", "Detector", "LabAxes",
+    "Beam", "Illumination", "Crystal", "UnitCell", "CONVENTIONS", "BeamSpot", "Convention", "Detector", "LabAxes",
+    "choose_pivot",
     "DISPERSION_RULE", "DIVERGENCE_RULE", "PHI_RULE", "THICKNESS_RULE", "Sampling", "StepRule", "select_steps",
 ]
