@@ -226,6 +226,12 @@ def source_count(config, grid_sources: int) -> int:
     return max(int(grid_sources), 1)
 
 
+def run_description(fpixels: int, spixels: int, sources: int, phisteps: int, mosaic_domains: int) -> str:
+    """What a run's memory goes to, for the error that refuses it."""
+    return (f"a {fpixels} x {spixels} pixel image with {sources} source(s), {phisteps} phi step(s) "
+            f"and {mosaic_domains} mosaic domain(s)")
+
+
 def check_run(fpixels: int, spixels: int, sources: int, phisteps: int, mosaic_domains: int,
               oversample: int, thicksteps: int = 1, roi=None) -> list[str]:
     """Refuse a run that cannot fit in memory; warn about one that takes hours.
@@ -247,9 +253,7 @@ def check_run(fpixels: int, spixels: int, sources: int, phisteps: int, mosaic_do
         available; the message says how much.
     """
     est = estimate_run(fpixels, spixels, sources, phisteps, mosaic_domains, oversample, thicksteps, roi)
-    what = (f"a {fpixels} x {spixels} pixel image with {sources} source(s), {phisteps} phi step(s) "
-            f"and {mosaic_domains} mosaic domain(s)")
-    check_memory(est.memory_bytes, what)
+    check_memory(est.memory_bytes, run_description(fpixels, spixels, sources, phisteps, mosaic_domains))
     if est.seconds > LONG_RUN_SECONDS:
         return [f"WARNING: this run is estimated to take about {human_seconds(est.seconds)} "
                 f"({est.evaluations:.3g} evaluations at ~{SECONDS_PER_EVALUATION * 1e9:g} ns each)"]

@@ -248,6 +248,9 @@ class SimConfig:
     convention: str = _choice("MOSFLM", CONVENTIONS)
     detector_pivot: str = _choice("beam", PIVOTS)  # as the C flags leave it
     pivot_explicit: Optional[str] = _choice(None, PIVOTS)  # what -pivot said, if anything
+    # the last of -Xbeam/-Ybeam ("beam") or -Xclose/-Yclose/-ORGX/-ORGY/-close_distance ("sample");
+    # spec mode lets it override the convention's pivot (Spec A)
+    pivot_forced: Optional[str] = _choice(None, PIVOTS)
     pixel_size: float = _length(0.1e-3, **_POS)
     distance: float = _length(100.0e-3, **_POS)
     close_distance: float = _length(NAN, **_POS)

@@ -297,8 +297,8 @@ def statistics(prep: Prepared, image: np.ndarray, omega_total: float) -> Statist
     max_x = max_y = 0.0
     if max_at is not None:
         spixel, fpixel = max_at
-        os_ = prep.info["oversample"]
-        sub = prep.info["pixel_size"] / os_
+        os_ = prep.sampling.oversample
+        sub = prep.detector.pixel_size / os_
         max_x = sub * (fpixel * os_ + os_ - 1) + sub / 2.0
         max_y = sub * (spixel * os_ + os_ - 1) + sub / 2.0
     avg = total / (sumn if sumn > 0 else 1)

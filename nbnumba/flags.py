@@ -138,6 +138,11 @@ def _pivot(which):
     return Const("cfg", "detector_pivot", which)
 
 
+def _force_pivot(which):
+    """C's pivot setting, also recorded as the pivot this flag forces (Spec A, spec mode)."""
+    return (_pivot(which), Const("cfg", "pivot_forced", which))
+
+
 def _cell(st, argv, i):
     st.user_cell = True
     vals = [st.cell, st.cell, st.cell, st.angles, st.angles, st.angles]
@@ -485,7 +490,7 @@ FLAGS: list[Flag] = [
     _f("-distance", 1, "float", "sample to detector distance along the beam (mm, default 100); pivot beam",
        rules=_r(38, "-distance", _cfg("distance", _mm), _pivot("beam")), group=G_DET, unit="mm", positive=True),
     _f("-close_distance", 1, "float", "sample to detector plane along its normal (mm); pivot sample",
-       rules=_r(39, "-close_distance", _cfg("close_distance", _mm), _pivot("sample")), group=G_DET, unit="mm",
+       rules=_r(39, "-close_distance", _cfg("close_distance", _mm), _force_pivot("sample")), group=G_DET, unit="mm",
        positive=True),
     _f("-pixel", 1, "float", "pixel size (mm, default 0.1)",
        rules=_r(55, "-pixel", _cfg("pixel_size", _mm)), group=G_DET, unit="mm", positive=True),
@@ -506,17 +511,17 @@ FLAGS: list[Flag] = [
     _f("-detsize_s", 1, "float", "detector size along slow (mm)",
        rules=_r(50, "-detsize_s", _cfg("detsize_s", _mm)), group=G_DET, unit="mm", positive=True),
     _f("-Xbeam", 1, "float", "direct-beam fast position (mm); pivot beam",
-       rules=_r(17, "-Xbeam", _cfg("Xbeam", _mm), _pivot("beam")), group=G_DET, unit="mm"),
+       rules=_r(17, "-Xbeam", _cfg("Xbeam", _mm), _force_pivot("beam")), group=G_DET, unit="mm"),
     _f("-Ybeam", 1, "float", "direct-beam slow position (mm); pivot beam",
-       rules=_r(18, "-Ybeam", _cfg("Ybeam", _mm), _pivot("beam")), group=G_DET, unit="mm"),
+       rules=_r(18, "-Ybeam", _cfg("Ybeam", _mm), _force_pivot("beam")), group=G_DET, unit="mm"),
     _f("-Xclose", 1, "float", "near-point fast position (mm); pivot sample",
-       rules=_r(19, "-Xclose", _cfg("Xclose", _mm), _pivot("sample")), group=G_DET, unit="mm"),
+       rules=_r(19, "-Xclose", _cfg("Xclose", _mm), _force_pivot("sample")), group=G_DET, unit="mm"),
     _f("-Yclose", 1, "float", "near-point slow position (mm); pivot sample",
-       rules=_r(20, "-Yclose", _cfg("Yclose", _mm), _pivot("sample")), group=G_DET, unit="mm"),
+       rules=_r(20, "-Yclose", _cfg("Yclose", _mm), _force_pivot("sample")), group=G_DET, unit="mm"),
     _f("-ORGX", 1, "float", "XDS origin fast (pixels); pivot sample",
-       rules=_r(21, "-ORGX", _cfg("ORGX", c_atof), _pivot("sample")), group=G_DET, unit="pixels"),
+       rules=_r(21, "-ORGX", _cfg("ORGX", c_atof), _force_pivot("sample")), group=G_DET, unit="pixels"),
     _f("-ORGY", 1, "float", "XDS origin slow (pixels); pivot sample",
-       rules=_r(22, "-ORGY", _cfg("ORGY", c_atof), _pivot("sample")), group=G_DET, unit="pixels"),
+       rules=_r(22, "-ORGY", _cfg("ORGY", c_atof), _force_pivot("sample")), group=G_DET, unit="pixels"),
     _f("-pivot", 1, "choice", "detector pivot: beam or sample", choices=("beam", "sample"),
        rules=_r(23, "-pivot", Call(_pivot_choice)), group=G_DET),
     _f("-mosflm", 0, "none", "MOSFLM convention (default)",

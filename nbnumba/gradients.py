@@ -109,8 +109,12 @@ def default_step(name: str, value: float) -> float:
     return ZERO_LENGTH_STEP if fname in LENGTH_FIELDS else ZERO_VALUE_STEP
 
 
-def _resolved_value(config: SimConfig, info: dict, name: str) -> float:
-    """The value C would use for a parameter, given its stored value."""
+#: config fields that are "not given" (NaN) until the detector stage derives them
+DETECTOR_DERIVED = ("Xbeam", "Ybeam", "Xclose", "Yclose", "ORGX", "ORGY", "close_distance")
+
+
+def _resolved_value(config: SimConfig, prep, name: str) -> float:
+    """The value C would use for a parameter, given its stored value and the prepared run."""
     fname, idx = _continuous(name)
     if fname == "cell_angles":
         v = float(field_value(config, name))
@@ -121,12 +125,12 @@ def _resolved_value(config: SimConfig, info: dict, name: str) -> float:
         v = float(field_value(config, name))
         return float(config.cell_angstrom[0]) if v <= 0.0 else v
     if fname == "misset" and config.misset_random:
-        used = info.get("misset_used")
+        used = prep.crystal.cell.misset_used
         return float(used[idx])
     v = field_value(config, name)
     v = float(v)
-    if math.isnan(v) and fname in info:
-        v = float(info[fname])
+    if math.isnan(v) and fname in DETECTOR_DERIVED:
+        v = float(getattr(prep.detector, fname))
     if fname == "mosaic_spread" and v < 0:
         v = 0.0
     if math.isnan(v):
@@ -163,26 +167,25 @@ def resolve_config(config: SimConfig, params=()) -> SimConfig:
     for n in names:
         _continuous(n)
     prep = prepare(config)
-    info = prep.info
-    values = {n: _resolved_value(config, info, n) for n in names}
-    changes: dict = {"oversample": int(info["oversample"]), "interpolate": int(info["interpolate"])}
-    if info["mosaic_spread"] > 0.0:
-        changes["mosaic_domains"] = int(info["mosaic_domains"])
+    values = {n: _resolved_value(config, prep, n) for n in names}
+    changes: dict = {"oversample": int(prep.sampling.oversample), "interpolate": int(prep.crystal.interpolate)}
+    if prep.crystal.mosaic_spread > 0.0:
+        changes["mosaic_domains"] = int(prep.crystal.mosaic_domains)
     fields_ = {check_field(n)[0] for n in names}
     if "misset" in fields_ and config.misset_random:
-        used = info["misset_used"]
+        used = prep.crystal.cell.misset_used
         changes.update({f"misset[{i}]": float(used[i]) for i in range(3)})
         changes["misset_random"] = False
     if "cell_angles" in fields_:
-        changes.update({f"cell_angles[{i}]": _resolved_value(config, info, f"cell_angles[{i}]")
+        changes.update({f"cell_angles[{i}]": _resolved_value(config, prep, f"cell_angles[{i}]")
                         for i in range(3)})
     if "cell_angstrom" in fields_:
-        changes.update({f"cell_angstrom[{i}]": _resolved_value(config, info, f"cell_angstrom[{i}]")
+        changes.update({f"cell_angstrom[{i}]": _resolved_value(config, prep, f"cell_angstrom[{i}]")
                         for i in range(3)})
     if fields_ & {"Na", "Nb", "Nc"} and hasattr(config, "exact_math"):
         # non-integer N uses the exact lattice-factor formula: use it throughout
         changes["exact_math"] = True
-    if "mosaic_spread" in fields_ and info["mosaic_spread"] <= 0.0 and config.mosaic_domains <= 0:
+    if "mosaic_spread" in fields_ and prep.crystal.mosaic_spread <= 0.0 and config.mosaic_domains <= 0:
         changes["mosaic_domains"] = 10
     changes.update(values)
     return apply_changes(config, changes)

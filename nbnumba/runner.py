@@ -58,29 +58,20 @@ def check_writable(paths, inputs=(), optional=()) -> None:
 
 
 def smv_header_values(result: SimResult) -> dict:
-    """Header numbers of C's SMV images, in C's units."""
-    info = result.prepared.info
-    px = info["pixel_size"]
+    """Header numbers of C's SMV images, in C's units.
+
+    The detector supplies its geometry and every convention's beam centre
+    (:meth:`nbnumba.stages.Detector.header_values`); the beam its wavelength
+    and the sampling the spindle.
+    """
+    prep = result.prepared
+    phi0, osc = prep.sampling.phi0, prep.sampling.osc
     return dict(
-        pixel_size=px * 1000.0,
-        distance=info["distance"] * 1000.0,
-        wavelength=info["lambda0"] * 1e10,
-        beam_center_x=info["Xbeam"] * 1000.0,
-        beam_center_y=info["Ybeam"] * 1000,
-        adxv_center_x=info["Fbeam"] * 1000.0,
-        adxv_center_y=(info["detsize_s"] - info["Sbeam"]) * 1000,
-        mosflm_center_x=(info["Sbeam"] - 0.5 * px) * 1000.0,
-        mosflm_center_y=(info["Fbeam"] - 0.5 * px) * 1000,
-        denzo_x_beam=(info["Sbeam"] - 0.0 * px) * 1000.0,
-        denzo_y_beam=(info["Fbeam"] - 0.0 * px) * 1000,
-        dials_origin=tuple(info["dials_origin"]),
-        xds_orgx=info["ORGX"],
-        xds_orgy=info["ORGY"],
-        close_distance=info["close_distance"] * 1000.0,
-        phi=info["phi0"] * RTD,
-        osc_start=info["phi0"] * RTD,
-        osc_range=info["osc"] * RTD,
-        twotheta=info["twotheta"] * RTD,
+        prep.detector.header_values(),
+        wavelength=prep.beam.lambda0 * 1e10,
+        phi=phi0 * RTD,
+        osc_start=phi0 * RTD,
+        osc_range=osc * RTD,
     )
 
 
@@ -110,15 +101,15 @@ def run_nanobragg(argv, out=None, mode: str | None = None) -> int:
     if cfg.hkl is not None:
         for w in getattr(cfg.hkl, "warnings", []):
             say(w)
-    info = prep.info
-    say(f"{info['convention'].lower()} convention selected.")
-    say("pivoting detector around " + ("sample" if info["pivot"] == "sample" else "direct beam spot"))
+    det, xtal, samp = prep.detector, prep.crystal, prep.sampling
+    say(f"{det.convention.lower()} convention selected.")
+    say("pivoting detector around " + ("sample" if det.pivot == "sample" else "direct beam spot"))
     for m in prep.messages:
         say(m)
-    cell = info["cell_A"]
+    cell = xtal.cell.cell_A
     say("Unit Cell: " + " ".join(c_g(v) for v in cell))
-    say(f"volume = {c_g(info['V_cell'])} A^3")
-    xt = info["xtalsize"]
+    say(f"volume = {c_g(xtal.cell.V_cell)} A^3")
+    xt = xtal.xtalsize
     say(f"crystal is {c_g(xt[0] * 1e6)} x {c_g(xt[1] * 1e6)} x {c_g(xt[2] * 1e6)} microns")
     if run.hklfile is not None and cfg.hkl is not None:
         from .io.hkl import write_fdump
@@ -129,16 +120,16 @@ def run_nanobragg(argv, out=None, mode: str | None = None) -> int:
         except (OSError, OutputFileError) as exc:
             say(f"WARNING: unable to open dump file: {run.dumpfile} ({exc})")
     say(f"  created a total of {prep.sources.shape[0]} sources:")
-    say(f"  created a total of {info['mosaic_domains']} mosaic domains")
-    say(f"  {info['hkls']} initialized hkls (all others ={c_g(cfg.default_F)})")
-    say(f"  {info['phisteps']} phi steps, {info['oversample']}x{info['oversample']} pixel oversample steps, "
+    say(f"  created a total of {xtal.mosaic_domains} mosaic domains")
+    say(f"  {xtal.hkls} initialized hkls (all others ={c_g(cfg.default_F)})")
+    say(f"  {samp.phisteps} phi steps, {samp.oversample}x{samp.oversample} pixel oversample steps, "
         f"{prep.steps} steps in all")
-    say(f"  distance={c_g(info['distance'])} detsize={c_g(info['detsize_f'])}x{c_g(info['detsize_s'])}  "
-        f"pixel={c_g(info['pixel_size'])} meters ({prep.fpixels}x{prep.spixels} pixels)")
-    say(f"  Xbeam={c_g(info['Xbeam'])} Ybeam={c_g(info['Ybeam'])}")
-    say(f"  Fbeam={c_g(info['Fbeam'])} Sbeam={c_g(info['Sbeam'])}")
-    say(f"  Xclose={c_g(info['Xclose'])} Yclose={c_g(info['Yclose'])}")
-    say(f"  Fclose={c_g(info['Fclose'])} Sclose={c_g(info['Sclose'])}")
+    say(f"  distance={c_g(det.distance)} detsize={c_g(det.detsize_f)}x{c_g(det.detsize_s)}  "
+        f"pixel={c_g(det.pixel_size)} meters ({prep.fpixels}x{prep.spixels} pixels)")
+    say(f"  Xbeam={c_g(det.Xbeam)} Ybeam={c_g(det.Ybeam)}")
+    say(f"  Fbeam={c_g(det.Fbeam)} Sbeam={c_g(det.Sbeam)}")
+    say(f"  Xclose={c_g(det.Xclose)} Yclose={c_g(det.Yclose)}")
+    say(f"  Fclose={c_g(det.Fclose)} Sclose={c_g(det.Sclose)}")
     chosen = f"{backend} (chosen by -backend auto)" if run.backend == "auto" else backend
     say(f"  backend: {chosen}, dtype: {run.dtype}")
 
@@ -183,7 +174,7 @@ def pixel_report(result: SimResult, fpixel: int, spixel: int) -> list[str]:
         fpixel, spixel, fp, ip, prep.sources, prep.cells, prep.cells_first, prep.fhkl,
         spixel * prep.fpixels + fpixel == first_swept_pixel(prep), P.INTERP_ON, P.PASS_RENDER)
     twotheta = math.atan2(math.sqrt(pos[1] ** 2 + pos[2] ** 2), pos[0])
-    stol_beam = math.sin(twotheta / 2.0) / (prep.info["lambda0"] * 1e10)
+    stol_beam = math.sin(twotheta / 2.0) / (prep.beam.lambda0 * 1e10)
     value = float(result.image[spixel, fpixel])
     lines = [
         f"{fpixel:4d} {spixel:4d} : stol = {c_g(stol)} or {c_g(stol_beam)}",

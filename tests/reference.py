@@ -86,17 +86,17 @@ def structure_factor(config, h0, k0, l0):
 
 def crystal_orientations(prepared):
     """Real-space cell (3x3, rows a, b, c in metres) for every (phi, domain)."""
-    info = prepared.info
-    cell0 = np.array([info["a"][:3], info["b"][:3], info["c"][:3]], dtype=np.float64)
-    mosaic = info["mosaic_spread"] > 0.0
+    xtal, samp = prepared.crystal, prepared.sampling
+    cell0 = np.array([xtal.cell.a[:3], xtal.cell.b[:3], xtal.cell.c[:3]], dtype=np.float64)
+    mosaic = xtal.mosaic_spread > 0.0
     out = []
-    for t in range(info["phisteps"]):
-        phi = info["phi0"] + t * info["phistep"]
-        rot = rotation_matrix(info["spindle"], phi)
+    for t in range(samp.phisteps):
+        phi = samp.phi0 + t * samp.phistep
+        rot = rotation_matrix(xtal.spindle, phi)
         rotated = cell0 @ rot.T  # each row rotated
-        for m in range(info["mosaic_domains"]):
+        for m in range(xtal.mosaic_domains):
             if mosaic:
-                u = np.asarray(info["umats"][m], dtype=np.float64).reshape(3, 3)
+                u = np.asarray(xtal.umats[m], dtype=np.float64).reshape(3, 3)
                 out.append(rotated @ u.T)
             else:
                 out.append(rotated)
@@ -105,10 +105,10 @@ def crystal_orientations(prepared):
 
 def wavelengths(prepared):
     """Wavelengths of the dispersion grid (auto-selected step)."""
-    info = prepared.info
-    lam0 = info["lambda0"]
-    n = info["dispsteps"]
-    disp = info["dispersion"]
+    beam = prepared.beam
+    lam0 = beam.lambda0
+    n = beam.dispsteps
+    disp = beam.dispersion
     if n <= 1 or disp <= 0.0:
         return [lam0]
     step = disp / (n - 1)
@@ -118,15 +118,15 @@ def wavelengths(prepared):
 def check_supported(prepared):
     """Fail loudly on a configuration this reference does not model."""
     c = prepared.config
-    info = prepared.info
+    beam = prepared.beam
     problems = []
     if c.source_table is not None:
         problems.append("source file")
-    if info["divsteps"] > 1 or info["hdivrange"] > 0 or info["vdivrange"] > 0:
+    if beam.divsteps > 1 or beam.hdivrange > 0 or beam.vdivrange > 0:
         problems.append("beam divergence")
     if c.xtal_shape != "square":
         problems.append(f"crystal shape {c.xtal_shape}")
-    if info["interpolate"]:
+    if prepared.crystal.interpolate:
         problems.append("structure-factor interpolation")
     if c.curved_detector:
         problems.append("curved detector")
@@ -144,21 +144,21 @@ def pixel_value(prepared, fpixel: int, spixel: int) -> float:
     """Photons in pixel (fast, slow), computed from scratch."""
     check_supported(prepared)
     c = prepared.config
-    info = prepared.info
-    pix0 = np.asarray(info["pix0"], dtype=np.float64)
-    f = np.asarray(info["fdet"], dtype=np.float64)
-    s = np.asarray(info["sdet"], dtype=np.float64)
-    o = np.asarray(info["odet"], dtype=np.float64)
-    beam = _unit(info["beam"])
-    polar_axis = info["polar_vector"]
-    pixel = info["pixel_size"]
-    close_distance = info["close_distance"]
-    n_os = info["oversample"]
-    n_layers = info["thicksteps"]
-    dz = info["thickstep"]
-    mu = info["mu"]
-    thick = info["thick"]
-    Na, Nb, Nc = info["Na"], info["Nb"], info["Nc"]
+    det, samp, xtal = prepared.detector, prepared.sampling, prepared.crystal
+    pix0 = np.asarray(det.pix0, dtype=np.float64)
+    f = np.asarray(det.fdet, dtype=np.float64)
+    s = np.asarray(det.sdet, dtype=np.float64)
+    o = np.asarray(det.odet, dtype=np.float64)
+    beam = _unit(prepared.beam.direction)
+    polar_axis = prepared.beam.polar_vector
+    pixel = det.pixel_size
+    close_distance = det.close_distance
+    n_os = samp.oversample
+    n_layers = samp.thicksteps
+    dz = samp.thickstep
+    mu = samp.mu
+    thick = samp.thick
+    Na, Nb, Nc = xtal.Na, xtal.Nb, xtal.Nc
 
     cells = crystal_orientations(prepared)
     lams = wavelengths(prepared)
@@ -205,7 +205,7 @@ def pixel_value(prepared, fpixel: int, spixel: int) -> float:
                         F = structure_factor(c, h0, k0, l0)
                         total += weight * F * F * f_latt * f_latt
         capture = layer_capture
-    value = R_E_SQR * info["fluence"] / steps * total
+    value = R_E_SQR * prepared.beam.fluence / steps * total
     if not c.oversample_thick:
         value *= capture
     if not c.oversample_polar:

@@ -13,7 +13,8 @@ from nbnumba.cargs import config_from_args
 from nbnumba.config import R_E_SQR
 from nbnumba.engine import simulate
 from nbnumba.errors import UsageError
-from nbnumba.prepare import auto_steps, prepare
+from nbnumba.prepare import prepare
+from nbnumba.stages import DIVERGENCE_RULE, select_steps
 
 DEG = math.pi / 180.0
 MM = 1e-3
@@ -31,10 +32,6 @@ def _clean_cwd(tmp_path, monkeypatch):
 def geo(args, mode="spec"):
     cfg, _run = config_from_args(BASE + list(args), mode=mode)
     return prepare(cfg)
-
-
-def info(args, mode="spec"):
-    return geo(args, mode).info
 
 
 def assert_vec(actual, expected, atol=GEOMETRY_ATOL_M):
@@ -66,31 +63,31 @@ def rot_axis(axis, a):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_geo001_mosflm_beam_centre_half_pixel(mode):
-    i = info(["-detpixels", "1024", "-distance", "100", "-Xbeam", "51.2", "-Ybeam", "51.2"], mode)
-    assert i["pivot"] == "beam"
-    assert i["Fbeam"] == pytest.approx(51.25 * MM, abs=GEOMETRY_ATOL_M)
-    assert i["Sbeam"] == pytest.approx(51.25 * MM, abs=GEOMETRY_ATOL_M)
-    assert_vec(i["pix0"], [0.1, 0.05125, -0.05125])
-    assert_vec(i["fdet"], [0, 0, 1], UNIT_VECTOR_ATOL)
-    assert_vec(i["sdet"], [0, -1, 0], UNIT_VECTOR_ATOL)
-    assert_vec(i["odet"], [1, 0, 0], UNIT_VECTOR_ATOL)
+    i = geo(["-detpixels", "1024", "-distance", "100", "-Xbeam", "51.2", "-Ybeam", "51.2"], mode)
+    assert i.detector.pivot == "beam"
+    assert i.detector.Fbeam == pytest.approx(51.25 * MM, abs=GEOMETRY_ATOL_M)
+    assert i.detector.Sbeam == pytest.approx(51.25 * MM, abs=GEOMETRY_ATOL_M)
+    assert_vec(i.detector.pix0, [0.1, 0.05125, -0.05125])
+    assert_vec(i.detector.fdet, [0, 0, 1], UNIT_VECTOR_ATOL)
+    assert_vec(i.detector.sdet, [0, -1, 0], UNIT_VECTOR_ATOL)
+    assert_vec(i.detector.odet, [1, 0, 0], UNIT_VECTOR_ATOL)
 
 
 # ---------------------------------------------------------------- AT-GEO-002 / pivots
 
 @pytest.mark.parametrize("mode", MODES)
 def test_geo002_distance_means_beam_pivot(mode):
-    assert info(["-distance", "100"], mode)["pivot"] == "beam"
-    assert info(["-Xbeam", "3", "-Ybeam", "3"], mode)["pivot"] == "beam"
+    assert geo(["-distance", "100"], mode).detector.pivot == "beam"
+    assert geo(["-Xbeam", "3", "-Ybeam", "3"], mode).detector.pivot == "beam"
 
 
 @pytest.mark.parametrize("flag", [["-close_distance", "90"], ["-Xclose", "3", "-Yclose", "3.5"],
                                   ["-ORGX", "20", "-ORGY", "40"], ["-twotheta", "5"]])
 def test_geo002_sample_pivot_flags_parity_keeps_mosflm_beam(flag):
     """C: the MOSFLM convention block forces BEAM after the flags were read."""
-    i = info(["-distance", "100"] + flag, "parity")
-    assert i["pivot"] == "beam"
-    assert i["ORGX"] == pytest.approx(33.5, abs=1e-9)  # near point from the default beam centre
+    i = geo(["-distance", "100"] + flag, "parity")
+    assert i.detector.pivot == "beam"
+    assert i.detector.ORGX == pytest.approx(33.5, abs=1e-9)  # near point from the default beam centre
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -115,31 +112,31 @@ def test_beam_pivot_flags_set_the_pivot(flag, mode):
 def test_close_distance_pivots_sample_with_custom_vectors(mode):
     """With custom axes (no convention block) -close_distance/-Xclose give SAMPLE in C too."""
     vecs = ["-fdet_vector", "0", "0", "1", "-sdet_vector", "0", "-1", "0", "-odet_vector", "1", "0", "0"]
-    i = info(vecs + ["-close_distance", "90", "-Xclose", "3", "-Yclose", "3.5"], mode)
-    assert i["pivot"] == "sample"
-    assert i["Fclose"] == pytest.approx(3.0 * MM, abs=GEOMETRY_ATOL_M)
-    assert i["Sclose"] == pytest.approx(3.5 * MM, abs=GEOMETRY_ATOL_M)
-    assert i["close_distance"] == pytest.approx(0.09, abs=GEOMETRY_ATOL_M)
-    assert_vec(i["pix0"], [0.09, 3.5 * MM, -3.0 * MM])
+    i = geo(vecs + ["-close_distance", "90", "-Xclose", "3", "-Yclose", "3.5"], mode)
+    assert i.detector.pivot == "sample"
+    assert i.detector.Fclose == pytest.approx(3.0 * MM, abs=GEOMETRY_ATOL_M)
+    assert i.detector.Sclose == pytest.approx(3.5 * MM, abs=GEOMETRY_ATOL_M)
+    assert i.detector.close_distance == pytest.approx(0.09, abs=GEOMETRY_ATOL_M)
+    assert_vec(i.detector.pix0, [0.09, 3.5 * MM, -3.0 * MM])
 
 
 def test_geo002_explicit_pivot_wins_in_spec_mode():
-    assert info(["-distance", "100", "-pivot", "sample"], "spec")["pivot"] == "sample"
-    assert info(["-xds", "-pivot", "beam"], "spec")["pivot"] == "beam"
+    assert geo(["-distance", "100", "-pivot", "sample"], "spec").detector.pivot == "sample"
+    assert geo(["-xds", "-pivot", "beam"], "spec").detector.pivot == "beam"
 
 
 def test_convention_overrides_explicit_pivot_in_parity_mode():
-    assert info(["-distance", "100", "-pivot", "sample"], "parity")["pivot"] == "beam"
-    assert info(["-xds", "-pivot", "beam"], "parity")["pivot"] == "sample"
+    assert geo(["-distance", "100", "-pivot", "sample"], "parity").detector.pivot == "beam"
+    assert geo(["-xds", "-pivot", "beam"], "parity").detector.pivot == "sample"
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_explicit_pivot_changes_pix0(mode):
     """-pivot sample around the default near point: same pix0 without rotations, not with them."""
     rot = ["-detector_rotx", "5", "-twotheta", "10", "-distance", "100"]
-    beam = info(rot + ["-pivot", "beam"], "spec")
-    sample = info(rot + ["-pivot", "sample"], "spec")
-    assert np.max(np.abs(beam["pix0"] - sample["pix0"])) > 1e-4
+    beam = geo(rot + ["-pivot", "beam"], "spec")
+    sample = geo(rot + ["-pivot", "sample"], "spec")
+    assert np.max(np.abs(beam.detector.pix0 - sample.detector.pix0)) > 1e-4
 
 
 # ---------------------------------------------------------------- AT-GEO-003
@@ -157,33 +154,33 @@ def test_geo003_beam_pivot(mode, twotheta):
     rx, ry, rz, tt = 5 * DEG, 3 * DEG, 2 * DEG, twotheta * DEG
     args = ["-close_distance", "90", "-Xbeam", "2.5", "-Ybeam", "4.0", "-detector_rotx", "5", "-detector_roty", "3",
             "-detector_rotz", "2", "-twotheta", str(twotheta), "-pivot", "beam"]
-    i = info(args, mode)
-    assert i["pivot"] == "beam"
+    i = geo(args, mode)
+    assert i.detector.pivot == "beam"
     o = _rotated([1, 0, 0], rx, ry, rz, [0, 0, -1], tt)
     f = _rotated([0, 0, 1], rx, ry, rz, [0, 0, -1], tt)
     s = _rotated([0, -1, 0], rx, ry, rz, [0, 0, -1], tt)
-    assert_vec(i["odet"], o, UNIT_VECTOR_ATOL)
-    assert_vec(i["fdet"], f, UNIT_VECTOR_ATOL)
-    assert_vec(i["sdet"], s, UNIT_VECTOR_ATOL)
+    assert_vec(i.detector.odet, o, UNIT_VECTOR_ATOL)
+    assert_vec(i.detector.fdet, f, UNIT_VECTOR_ATOL)
+    assert_vec(i.detector.sdet, s, UNIT_VECTOR_ATOL)
     beam = np.array([1.0, 0, 0])
     r = float(beam @ (rot_z(rz) @ rot_y(ry) @ rot_x(rx) @ beam))  # odet0 = beam in MOSFLM
     # MOSFLM: Fbeam = Ybeam + half a pixel, Sbeam = Xbeam + half a pixel
     Fb, Sb = 4.05 * MM, 2.55 * MM
     pix0 = -Fb * f - Sb * s + (0.09 / r) * beam
-    assert_vec(i["pix0"], pix0)
+    assert_vec(i.detector.pix0, pix0)
     close = float(pix0 @ o)
-    assert i["close_distance"] == pytest.approx(close, abs=GEOMETRY_ATOL_M)
-    assert i["distance"] == pytest.approx(close / r, abs=GEOMETRY_ATOL_M)
+    assert i.detector.close_distance == pytest.approx(close, abs=GEOMETRY_ATOL_M)
+    assert i.detector.distance == pytest.approx(close / r, abs=GEOMETRY_ATOL_M)
     R = close / r * beam - pix0
-    assert i["Fbeam"] == pytest.approx(float(f @ R), abs=GEOMETRY_ATOL_M)
-    assert i["Sbeam"] == pytest.approx(float(s @ R), abs=GEOMETRY_ATOL_M)
+    assert i.detector.Fbeam == pytest.approx(float(f @ R), abs=GEOMETRY_ATOL_M)
+    assert i.detector.Sbeam == pytest.approx(float(s @ R), abs=GEOMETRY_ATOL_M)
     if twotheta == 0.0:
-        assert i["close_distance"] == pytest.approx(0.09, abs=GEOMETRY_ATOL_M)
-        assert i["Fbeam"] == pytest.approx(Fb, abs=GEOMETRY_ATOL_M)
-        assert i["Sbeam"] == pytest.approx(Sb, abs=GEOMETRY_ATOL_M)
+        assert i.detector.close_distance == pytest.approx(0.09, abs=GEOMETRY_ATOL_M)
+        assert i.detector.Fbeam == pytest.approx(Fb, abs=GEOMETRY_ATOL_M)
+        assert i.detector.Sbeam == pytest.approx(Sb, abs=GEOMETRY_ATOL_M)
     else:
         # the 2theta swing moves the direct beam off the requested centre (C behaviour)
-        assert abs(i["Fbeam"] - Fb) > 1e-5
+        assert abs(i.detector.Fbeam - Fb) > 1e-5
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -191,25 +188,25 @@ def test_geo003_sample_pivot_preserves_near_point(mode):
     rx, ry, rz, tt = 5 * DEG, 3 * DEG, 2 * DEG, 10 * DEG
     args = ["-xds", "-close_distance", "90", "-ORGX", "20", "-ORGY", "40", "-detector_rotx", "5",
             "-detector_roty", "3", "-detector_rotz", "2", "-twotheta", "10"]
-    i = info(args, mode)
-    assert i["pivot"] == "sample"
+    i = geo(args, mode)
+    assert i.detector.pivot == "sample"
     Fc, Sc = 19.5 * 0.1 * MM, 39.5 * 0.1 * MM
     f0, s0, o0 = np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([0, 0, 1.0])
     d0 = -Fc * f0 - Sc * s0 + 0.09 * o0
     pix0 = _rotated(d0, rx, ry, rz, [1, 0, 0], tt)
     f, s, o = (_rotated(v, rx, ry, rz, [1, 0, 0], tt) for v in (f0, s0, o0))
-    assert_vec(i["pix0"], pix0)
-    assert i["Fclose"] == pytest.approx(Fc, abs=GEOMETRY_ATOL_M)
-    assert i["Sclose"] == pytest.approx(Sc, abs=GEOMETRY_ATOL_M)
-    assert i["close_distance"] == pytest.approx(0.09, abs=GEOMETRY_ATOL_M)
-    assert i["ORGX"] == pytest.approx(20.0, abs=1e-6)
-    assert i["ORGY"] == pytest.approx(40.0, abs=1e-6)
+    assert_vec(i.detector.pix0, pix0)
+    assert i.detector.Fclose == pytest.approx(Fc, abs=GEOMETRY_ATOL_M)
+    assert i.detector.Sclose == pytest.approx(Sc, abs=GEOMETRY_ATOL_M)
+    assert i.detector.close_distance == pytest.approx(0.09, abs=GEOMETRY_ATOL_M)
+    assert i.detector.ORGX == pytest.approx(20.0, abs=1e-6)
+    assert i.detector.ORGY == pytest.approx(40.0, abs=1e-6)
     beam = np.array([0, 0, 1.0])
     r = float(beam @ (rot_z(rz) @ rot_y(ry) @ rot_x(rx) @ o0))  # 2theta not included (C)
-    assert i["distance"] == pytest.approx(0.09 / r, abs=GEOMETRY_ATOL_M)
+    assert i.detector.distance == pytest.approx(0.09 / r, abs=GEOMETRY_ATOL_M)
     R = 0.09 / r * beam - pix0
-    assert i["Fbeam"] == pytest.approx(float(f @ R), abs=GEOMETRY_ATOL_M)
-    assert i["Sbeam"] == pytest.approx(float(s @ R), abs=GEOMETRY_ATOL_M)
+    assert i.detector.Fbeam == pytest.approx(float(f @ R), abs=GEOMETRY_ATOL_M)
+    assert i.detector.Sbeam == pytest.approx(float(s @ R), abs=GEOMETRY_ATOL_M)
 
 
 # ---------------------------------------------------------------- AT-GEO-004
@@ -218,35 +215,35 @@ def test_geo003_sample_pivot_preserves_near_point(mode):
 @pytest.mark.parametrize("conv,axis,odet0", [("-mosflm", [0, 0, -1], [1, 0, 0]), ("-xds", [1, 0, 0], [0, 0, 1]),
                                              ("-dials", [0, 1, 0], [0, 0, 1]), ("-adxv", [-1, 0, 0], [0, 0, 1])])
 def test_geo004_twotheta_axis_defaults(conv, axis, odet0, mode):
-    i = info([conv, "-twotheta", "7"], mode)
-    assert_vec(i["twotheta_axis"], axis, UNIT_VECTOR_ATOL)
-    assert i["twotheta"] == pytest.approx(7 * DEG, abs=ANGLE_ATOL_RAD)
-    assert_vec(i["odet"], rot_axis(axis, 7 * DEG) @ np.array(odet0, float), UNIT_VECTOR_ATOL)
+    i = geo([conv, "-twotheta", "7"], mode)
+    assert_vec(i.detector.twotheta_axis, axis, UNIT_VECTOR_ATOL)
+    assert i.detector.twotheta == pytest.approx(7 * DEG, abs=ANGLE_ATOL_RAD)
+    assert_vec(i.detector.odet, rot_axis(axis, 7 * DEG) @ np.array(odet0, float), UNIT_VECTOR_ATOL)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_geo004_twotheta_axis_override(mode):
-    i = info(["-twotheta_axis", "0", "1", "0", "-twotheta", "7"], mode)
-    assert i["convention"] == "CUSTOM"
-    assert_vec(i["twotheta_axis"], [0, 1, 0], UNIT_VECTOR_ATOL)
-    assert i["twotheta"] == pytest.approx(7 * DEG, abs=ANGLE_ATOL_RAD)
-    assert_vec(i["odet"], rot_axis([0, 1, 0], 7 * DEG) @ np.array([1.0, 0, 0]), UNIT_VECTOR_ATOL)
+    i = geo(["-twotheta_axis", "0", "1", "0", "-twotheta", "7"], mode)
+    assert i.detector.convention == "CUSTOM"
+    assert_vec(i.detector.twotheta_axis, [0, 1, 0], UNIT_VECTOR_ATOL)
+    assert i.detector.twotheta == pytest.approx(7 * DEG, abs=ANGLE_ATOL_RAD)
+    assert_vec(i.detector.odet, rot_axis([0, 1, 0], 7 * DEG) @ np.array([1.0, 0, 0]), UNIT_VECTOR_ATOL)
 
 
 def test_twotheta_axis_sets_twotheta_in_parity_only():
     """C matches "-twotheta" inside "-twotheta_axis": the axis' first number becomes 2theta (deg)."""
     argv = ["-twotheta_axis", "3", "0", "0"]
-    assert info(argv, "parity")["twotheta"] == pytest.approx(3 * DEG, abs=ANGLE_ATOL_RAD)
-    assert info(argv, "spec")["twotheta"] == 0.0
+    assert geo(argv, "parity").detector.twotheta == pytest.approx(3 * DEG, abs=ANGLE_ATOL_RAD)
+    assert geo(argv, "spec").detector.twotheta == 0.0
 
 
 def test_misset_seed_reads_misset_angles_in_parity_only():
     """C matches "-misset" inside "-misset_seed" and reads the next three tokens as angles."""
     argv = ["-misset_seed", "7", "-N", "5"]
-    p = info(argv, "parity")["misset_used"]
+    p = geo(argv, "parity").crystal.cell.misset_used
     assert p is not None
     np.testing.assert_allclose(p, [7 * DEG, 0.0, 5 * DEG], atol=ANGLE_ATOL_RAD)
-    assert info(argv, "spec")["misset_used"] is None
+    assert geo(argv, "spec").crystal.cell.misset_used is None
     cfg, _ = config_from_args(BASE + argv, mode="spec")
     assert cfg.misset_seed == -7
 
@@ -270,63 +267,63 @@ CONVENTIONS = {
 @pytest.mark.parametrize("flag", sorted(CONVENTIONS))
 def test_convention_bases_and_default_centre(flag, mode):
     beam, f, s, o, pol, spindle, pivot, pix0 = CONVENTIONS[flag]
-    i = info([flag, "-distance", "100"], mode)
-    assert i["convention"] == flag[1:].upper()
-    for key, want in (("beam", beam), ("fdet", f), ("sdet", s), ("odet", o), ("polar_vector", pol),
-                      ("spindle", spindle)):
-        assert_vec(i[key], want, UNIT_VECTOR_ATOL)
-    assert i["pivot"] == pivot
-    assert_vec(i["pix0"], pix0)
+    i = geo([flag, "-distance", "100"], mode)
+    assert i.detector.convention == flag[1:].upper()
+    for got, want in ((i.detector.beam, beam), (i.detector.fdet, f), (i.detector.sdet, s),
+                      (i.detector.odet, o), (i.beam.polar_vector, pol), (i.crystal.spindle, spindle)):
+        assert_vec(got, want, UNIT_VECTOR_ATOL)
+    assert i.detector.pivot == pivot
+    assert_vec(i.detector.pix0, pix0)
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("flag,Fb,Sb", [("-mosflm", 4.05, 2.55), ("-denzo", 4.0, 2.5), ("-adxv", 2.5, 6.4 - 4.0)])
 def test_convention_beam_centre_mapping(flag, Fb, Sb, mode):
-    i = info([flag, "-distance", "100", "-Xbeam", "2.5", "-Ybeam", "4.0"], mode)
-    assert i["Fbeam"] == pytest.approx(Fb * MM, abs=GEOMETRY_ATOL_M)
-    assert i["Sbeam"] == pytest.approx(Sb * MM, abs=GEOMETRY_ATOL_M)
-    assert i["Xbeam"] == pytest.approx(2.5 * MM, abs=GEOMETRY_ATOL_M)
-    assert i["Ybeam"] == pytest.approx(4.0 * MM, abs=GEOMETRY_ATOL_M)
+    i = geo([flag, "-distance", "100", "-Xbeam", "2.5", "-Ybeam", "4.0"], mode)
+    assert i.detector.Fbeam == pytest.approx(Fb * MM, abs=GEOMETRY_ATOL_M)
+    assert i.detector.Sbeam == pytest.approx(Sb * MM, abs=GEOMETRY_ATOL_M)
+    assert i.detector.Xbeam == pytest.approx(2.5 * MM, abs=GEOMETRY_ATOL_M)
+    assert i.detector.Ybeam == pytest.approx(4.0 * MM, abs=GEOMETRY_ATOL_M)
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("flag", ["-xds", "-dials"])
 def test_xds_dials_origin(flag, mode):
-    i = info([flag, "-ORGX", "20", "-ORGY", "40", "-close_distance", "90"], mode)
-    assert i["ORGX"] == pytest.approx(20.0, abs=1e-9)
-    assert i["ORGY"] == pytest.approx(40.0, abs=1e-9)
+    i = geo([flag, "-ORGX", "20", "-ORGY", "40", "-close_distance", "90"], mode)
+    assert i.detector.ORGX == pytest.approx(20.0, abs=1e-9)
+    assert i.detector.ORGY == pytest.approx(40.0, abs=1e-9)
     pix0 = np.array([-1.95 * MM, -3.95 * MM, 0.09])
-    assert_vec(i["pix0"], pix0)
+    assert_vec(i.detector.pix0, pix0)
     # DIALS origin: pix0 on lab z, y, -x, in mm
-    np.testing.assert_allclose(i["dials_origin"], [90.0, -3.95, 1.95], atol=1e-6)
+    np.testing.assert_allclose(i.detector.dials_origin, [90.0, -3.95, 1.95], atol=1e-6)
 
 
 # ---------------------------------------------------------------- pix0
 
 def test_pix0_vector_honoured_in_spec_mode():
-    i = info(["-pix0_vector", "0.1", "0.002", "-0.004"], "spec")
-    assert i["convention"] == "CUSTOM"
-    assert_vec(i["pix0"], [0.1, 0.002, -0.004])
-    assert i["Fbeam"] == pytest.approx(0.004, abs=GEOMETRY_ATOL_M)
-    assert i["Sbeam"] == pytest.approx(0.002, abs=GEOMETRY_ATOL_M)
+    i = geo(["-pix0_vector", "0.1", "0.002", "-0.004"], "spec")
+    assert i.detector.convention == "CUSTOM"
+    assert_vec(i.detector.pix0, [0.1, 0.002, -0.004])
+    assert i.detector.Fbeam == pytest.approx(0.004, abs=GEOMETRY_ATOL_M)
+    assert i.detector.Sbeam == pytest.approx(0.002, abs=GEOMETRY_ATOL_M)
 
 
 def test_pix0_vector_mm_converted_in_spec_mode():
-    i = info(["-pix0_vector_mm", "100", "2", "-4"], "spec")
-    assert_vec(i["pix0"], [0.1, 0.002, -0.004])
+    i = geo(["-pix0_vector_mm", "100", "2", "-4"], "spec")
+    assert_vec(i.detector.pix0, [0.1, 0.002, -0.004])
 
 
 @pytest.mark.parametrize("flag,vals", [("-pix0_vector", ["0.1", "0.002", "-0.004"]),
                                        ("-pix0_vector_mm", ["100", "2", "-4"])])
 def test_pix0_vector_recomputed_in_parity_mode(flag, vals):
-    i = info([flag, *vals, "-distance", "100"], "parity")
+    i = geo([flag, *vals, "-distance", "100"], "parity")
     # CUSTOM convention, beam pivot, beam centre at the detector centre (3.2 mm)
-    assert_vec(i["pix0"], [0.1, 3.2 * MM, -3.2 * MM])
+    assert_vec(i.detector.pix0, [0.1, 3.2 * MM, -3.2 * MM])
 
 
 def test_pix0_vector_rotated_in_spec_mode():
-    i = info(["-pix0_vector", "0.1", "0.002", "-0.004", "-detector_rotz", "4"], "spec")
-    assert_vec(i["pix0"], rot_z(4 * DEG) @ np.array([0.1, 0.002, -0.004]))
+    i = geo(["-pix0_vector", "0.1", "0.002", "-0.004", "-detector_rotz", "4"], "spec")
+    assert_vec(i.detector.pix0, rot_z(4 * DEG) @ np.array([0.1, 0.002, -0.004]))
 
 
 # ---------------------------------------------------------------- AT-GEO-005 / 006 (via rendered pixels)
@@ -339,15 +336,15 @@ def _solid_angles(args, mode="spec"):
     argv = list(args) + argv
     cfg, _ = config_from_args(argv, mode=mode)
     res = simulate(cfg)
-    return res.image.astype(np.float64) / (R_E_SQR * res.prepared.info["fluence"]), res
+    return res.image.astype(np.float64) / (R_E_SQR * res.prepared.beam.fluence), res
 
 
 def _plane_R(prep):
-    i = prep.info
-    px = i["pixel_size"]
+    i = prep
+    px = i.detector.pixel_size
     s_idx, f_idx = np.mgrid[0:prep.spixels, 0:prep.fpixels]
-    P = (i["pix0"][None, None, :] + ((f_idx + 0.5) * px)[..., None] * i["fdet"][None, None, :]
-         + ((s_idx + 0.5) * px)[..., None] * i["sdet"][None, None, :])
+    P = (i.detector.pix0[None, None, :] + ((f_idx + 0.5) * px)[..., None] * i.detector.fdet[None, None, :]
+         + ((s_idx + 0.5) * px)[..., None] * i.detector.sdet[None, None, :])
     return np.linalg.norm(P, axis=-1)
 
 
@@ -364,7 +361,7 @@ def test_geo006_default_solid_angle_with_obliquity(mode):
     omega, res = _solid_angles(["-detector_rotx", "10"], mode)
     prep = res.prepared
     R = _plane_R(prep)
-    px, cd = prep.info["pixel_size"], prep.info["close_distance"]
+    px, cd = prep.detector.pixel_size, prep.detector.close_distance
     expected = px * px / R**2 * cd / R
     np.testing.assert_allclose(omega, expected, rtol=2 * FLOAT32_STORAGE_RTOL)
     assert res.stats.omega_sum == pytest.approx(float(np.sum(expected)), rel=SOLID_ANGLE_RTOL)
@@ -375,14 +372,14 @@ def test_geo006_default_solid_angle_with_obliquity(mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_geo005_curved_detector_pixels_equidistant(mode):
     omega, res = _solid_angles(["-curved_det", "-point_pixel"], mode)
-    d = res.prepared.info["distance"]
+    d = res.prepared.detector.distance
     np.testing.assert_allclose(omega, 1.0 / d**2, rtol=2 * FLOAT32_STORAGE_RTOL)
     flat, _ = _solid_angles(["-point_pixel"], mode)
     assert flat.min() < 0.97 / d**2  # a flat detector's corners are further away
     # default solid angle on a curved detector: pixel^2 / d^2 * close_distance / d everywhere
     omega2, res2 = _solid_angles(["-curved_det"], mode)
-    px = res2.prepared.info["pixel_size"]
-    np.testing.assert_allclose(omega2, px * px / d**3 * res2.prepared.info["close_distance"],
+    px = res2.prepared.detector.pixel_size
+    np.testing.assert_allclose(omega2, px * px / d**3 * res2.prepared.detector.close_distance,
                                rtol=2 * FLOAT32_STORAGE_RTOL)
 
 
@@ -392,7 +389,7 @@ def test_geo005_curved_detector_positions_are_rotations_of_the_beam():
     _omega, res = _solid_angles(["-curved_det", "-point_pixel", "-Xbeam", "9", "-Ybeam", "9"])
     flat, _ = _solid_angles(["-point_pixel", "-Xbeam", "9", "-Ybeam", "9"])
     # with a point pixel and F = N = 1 every curved pixel receives 1/d^2; the flat ones do not
-    d = res.prepared.info["distance"]
+    d = res.prepared.detector.distance
     assert np.ptp(_omega) <= 4 * FLOAT32_STORAGE_RTOL / d**2
     assert np.ptp(flat) > 0.01 / d**2
 
@@ -424,14 +421,14 @@ def test_phi_step_auto_selection(given, expected):
     if given[0] == 0:
         # an explicit zero count is an error in spec mode; parity keeps C's "not given" (with a warning)
         with pytest.raises(UsageError, match="-phisteps 0"):
-            info(args)
+            geo(args)
         mode = "parity"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        i = info(args, mode)
-    assert i["phisteps"] == expected[0]
-    assert i["osc"] == pytest.approx(expected[1] * DEG, abs=ANGLE_ATOL_RAD)
-    assert i["phistep"] == pytest.approx(expected[2] * DEG, abs=ANGLE_ATOL_RAD)
+        i = geo(args, mode)
+    assert i.sampling.phisteps == expected[0]
+    assert i.sampling.osc == pytest.approx(expected[1] * DEG, abs=ANGLE_ATOL_RAD)
+    assert i.sampling.phistep == pytest.approx(expected[2] * DEG, abs=ANGLE_ATOL_RAD)
 
 
 AUTO_CASES = [
@@ -451,7 +448,7 @@ AUTO_CASES = [
 
 @pytest.mark.parametrize("given,expected", AUTO_CASES)
 def test_auto_steps_rules(given, expected):
-    steps, rng, step = auto_steps(given[0], given[1], given[2], 1.0)
+    steps, rng, step = select_steps(given[0], given[1], given[2], DIVERGENCE_RULE)
     assert steps == expected[0]
     assert rng == pytest.approx(expected[1], abs=1e-15)
     assert step == pytest.approx(expected[2], abs=1e-15)
@@ -459,15 +456,15 @@ def test_auto_steps_rules(given, expected):
 
 def test_divergence_auto_selection_in_prepare():
     # only a range (mrad): step = range, 2 steps
-    i = info(["-hdivrange", "0.6", "-vdivrange", "0.4"])
-    assert i["hdivstep"] == pytest.approx(0.6e-3, abs=1e-15)
-    assert i["vdivstep"] == pytest.approx(0.4e-3, abs=1e-15)
+    i = geo(["-hdivrange", "0.6", "-vdivrange", "0.4"])
+    assert i.sampling.hdivstep == pytest.approx(0.6e-3, abs=1e-15)
+    assert i.sampling.vdivstep == pytest.approx(0.4e-3, abs=1e-15)
     # range and step: ceil(range / step) points per axis, square grid keeps all of them
     p = geo(["-hdivrange", "0.6", "-hdivstep", "0.2", "-vdivrange", "0.7", "-vdivstep", "0.2", "-square_div"])
     assert p.sources.shape[0] == 3 * 4
     # only steps: range 1 rad (!), step range/steps
     p = geo(["-hdivsteps", "4", "-vdivsteps", "2", "-square_div"])
-    assert p.info["hdivrange"] == pytest.approx(1.0) and p.info["hdivstep"] == pytest.approx(0.25)
+    assert p.sampling.hdivrange == pytest.approx(1.0) and p.sampling.hdivstep == pytest.approx(0.25)
     assert p.sources.shape[0] == 8
 
 
@@ -489,7 +486,7 @@ def test_dispersion_auto_selection_in_prepare():
     # check leaves one wavelength
     p = geo(["-dispsteps", "3", "-lambda", "1"])
     np.testing.assert_allclose(p.sources[:, 3], [1.0e-10], rtol=1e-12)
-    assert p.info["dispsteps"] == 1
+    assert p.sampling.dispsteps == 1
 
 
 THICK_CASES = [
@@ -511,20 +508,20 @@ def test_thickness_auto_selection(given, expected):
         args += ["-detector_thick", str(given[0])]
     if given[1] is not None:
         args += ["-thicksteps", str(given[1])]
-    i = info(args + ["-detector_abs", "300"])
-    assert i["thicksteps"] == expected[0]
-    assert i["thick"] == pytest.approx(expected[1], abs=1e-15)
-    assert i["thickstep"] == pytest.approx(expected[2], abs=1e-15)
+    i = geo(args + ["-detector_abs", "300"])
+    assert i.sampling.thicksteps == expected[0]
+    assert i.sampling.thick == pytest.approx(expected[1], abs=1e-15)
+    assert i.sampling.thickstep == pytest.approx(expected[2], abs=1e-15)
     if expected[1] > 0:
-        assert i["mu"] == pytest.approx(1.0 / 300e-6)
+        assert i.sampling.mu == pytest.approx(1.0 / 300e-6)
 
 
 def test_mosaic_domain_auto_selection():
-    assert info(["-mosaic", "0.5"])["mosaic_domains"] == 10
-    assert info(["-mosaic", "0"])["mosaic_domains"] == 1
-    i = info(["-mosaic_domains", "4"])
-    assert i["mosaic_domains"] == 1 and i["mosaic_spread"] == 0.0
-    assert info(["-mosaic", "0.5", "-mosaic_domains", "4"])["mosaic_domains"] == 4
+    assert geo(["-mosaic", "0.5"]).crystal.mosaic_domains == 10
+    assert geo(["-mosaic", "0"]).crystal.mosaic_domains == 1
+    i = geo(["-mosaic_domains", "4"])
+    assert i.crystal.mosaic_domains == 1 and i.crystal.mosaic_spread == 0.0
+    assert geo(["-mosaic", "0.5", "-mosaic_domains", "4"]).crystal.mosaic_domains == 4
 
 
 def test_curved_det_as_last_argument_spec_mode():
@@ -538,3 +535,99 @@ def test_curved_det_as_last_argument_ignored_in_parity_mode():
     assert not cfg.curved_detector
     cfg, _ = config_from_args(BASE + ["-curved_det", "-nonoise"], mode="parity")
     assert cfg.curved_detector
+
+
+# ---------------------------------------------------------------- Spec A pivot rules (spec mode)
+
+@pytest.mark.parametrize("args,spec,parity", [
+    (["-close_distance", "200"], "sample", "beam"),  # MOSFLM default: C forces beam
+    (["-distance", "100", "-ORGX", "20", "-ORGY", "40"], "sample", "beam"),
+    (["-distance", "100", "-Xclose", "3", "-Yclose", "3.5"], "sample", "beam"),
+    (["-xds", "-distance", "100", "-Xbeam", "3", "-Ybeam", "3"], "beam", "sample"),
+    (["-dials", "-close_distance", "100", "-Xbeam", "3"], "beam", "sample"),
+    (["-Xbeam", "3", "-close_distance", "90"], "sample", "beam"),  # the last forcing flag wins
+    (["-close_distance", "90", "-Xbeam", "3"], "beam", "beam"),
+    (["-close_distance", "90", "-pivot", "beam"], "beam", "beam"),  # -pivot overrides both
+    (["-pivot", "sample", "-Xbeam", "3"], "sample", "beam"),
+    # -distance and -twotheta do not force a pivot: the convention's stays
+    (["-xds", "-distance", "100"], "sample", "sample"),
+    (["-twotheta", "5"], "beam", "beam"),
+])
+def test_spec_pivot_rules(args, spec, parity):
+    assert geo(args, "spec").detector.pivot == spec
+    assert geo(args, "parity").detector.pivot == parity
+
+
+def test_spec_close_distance_alone_pivots_on_the_sample():
+    """-close_distance 200 alone: the near point (detector centre, 3.2 mm) stays 200 mm from the sample."""
+    d = geo(["-close_distance", "200"], "spec").detector
+    assert_vec(d.pix0, [0.2, 3.2 * MM, -3.2 * MM])
+    assert d.Fclose == pytest.approx(3.2 * MM, abs=GEOMETRY_ATOL_M)
+    # C pivots on the default beam centre (3.25 mm + half a pixel)
+    assert_vec(geo(["-close_distance", "200"], "parity").detector.pix0, [0.2, 3.3 * MM, -3.3 * MM])
+
+
+def test_spec_orgx_places_the_near_point_under_mosflm():
+    d = geo(["-distance", "100", "-ORGX", "20", "-ORGY", "40"], "spec").detector
+    assert d.ORGX == pytest.approx(20.0, abs=1e-9) and d.ORGY == pytest.approx(40.0, abs=1e-9)
+    assert_vec(d.pix0, [0.1, 3.95 * MM, -1.95 * MM])
+
+
+def test_spec_beam_centre_flags_are_equivalent():
+    """AT-PARALLEL-005: -Xclose/-Yclose with -close_distance and -Xbeam/-Ybeam with -distance
+    describe the same untilted detector (MOSFLM axes and half-pixel shift for both)."""
+    by_close = geo(["-close_distance", "90", "-Xclose", "3", "-Yclose", "3.5"], "spec").detector
+    by_beam = geo(["-distance", "90", "-Xbeam", "3", "-Ybeam", "3.5"], "spec").detector
+    assert by_close.pivot == "sample" and by_beam.pivot == "beam"
+    assert_vec(by_close.pix0, [0.09, 3.05 * MM, -3.55 * MM])
+    assert_vec(by_beam.pix0, by_close.pix0)
+    assert by_close.Fbeam == pytest.approx(3.55 * MM, abs=GEOMETRY_ATOL_M)
+
+
+# ---------------------------------------------------------------- header after a 2theta swing
+
+TILT = ["-close_distance", "90", "-Xbeam", "2.5", "-Ybeam", "4.0", "-detector_rotx", "5", "-twotheta", "10",
+        "-pivot", "beam"]
+
+
+def test_spec_header_describes_the_rendered_detector_after_twotheta():
+    d = geo(TILT, "spec").detector
+    h = d.header_values()
+    b = d.beam
+    t = float(d.pix0 @ d.odet) / float(b @ d.odet)  # the beam meets the rendered plane at t * b
+    R = t * b - d.pix0
+    F, S = float(R @ d.fdet), float(R @ d.sdet)
+    assert h["distance"] == pytest.approx(t * 1000.0, rel=1e-12)
+    # MOSFLM: X = S - half a pixel, Y = F - half a pixel
+    assert h["beam_center_x"] == pytest.approx((S - 0.05 * MM) * 1000.0, rel=1e-12)
+    assert h["beam_center_y"] == pytest.approx((F - 0.05 * MM) * 1000.0, rel=1e-12)
+    assert h["mosflm_center_x"] == pytest.approx(h["beam_center_x"], rel=1e-12)
+    assert h["adxv_center_x"] == pytest.approx(F * 1000.0, rel=1e-12)
+    # that point of the detector lies on the beam
+    spot = d.pix0 + F * d.fdet + S * d.sdet
+    np.testing.assert_allclose(np.cross(spot, b), 0.0, atol=1e-15)
+    # with the beam pivot the beam meets the detector at the requested centre, 90 mm from the sample
+    assert h["beam_center_x"] == pytest.approx(2.5) and h["beam_center_y"] == pytest.approx(4.0)
+    assert h["mosflm_center_x"] == pytest.approx(2.5) and h["mosflm_center_y"] == pytest.approx(4.0)
+    assert h["distance"] == pytest.approx(90.0)
+    # C computes DISTANCE and the convention centres with the 2theta swing left out
+    hp = geo(TILT, "parity").detector.header_values()
+    assert hp["beam_center_x"] == pytest.approx(2.5) and hp["beam_center_y"] == pytest.approx(4.0)
+    assert hp["distance"] == pytest.approx(88.63269777109872, rel=1e-12)
+    assert hp["mosflm_center_x"] == pytest.approx(2.7365260492855974, rel=1e-12)
+
+
+def test_spec_header_unchanged_without_twotheta():
+    args = ["-close_distance", "90", "-Xbeam", "2.5", "-Ybeam", "4.0", "-detector_rotx", "5", "-detector_roty", "3"]
+    assert geo(args, "spec").detector.header_values() == geo(args, "parity").detector.header_values()
+
+
+def test_spec_header_after_twotheta_with_the_sample_pivot():
+    """Sample pivot: the header's beam spot is where the beam meets the swung detector."""
+    d = geo(["-xds", "-close_distance", "90", "-ORGX", "20", "-ORGY", "40", "-twotheta", "10"], "spec").detector
+    h = d.header_values()
+    F, S = h["beam_center_x"] * MM, h["beam_center_y"] * MM  # XDS axes are the detector's
+    spot = d.pix0 + F * d.fdet + S * d.sdet
+    np.testing.assert_allclose(np.cross(spot, d.beam), 0.0, atol=1e-15)
+    assert h["distance"] * MM == pytest.approx(float(np.linalg.norm(spot)), rel=1e-12)
+    assert h["xds_orgx"] == pytest.approx(20.0) and h["close_distance"] == pytest.approx(90.0)

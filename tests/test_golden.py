@@ -83,6 +83,11 @@ SPEC_DIFFERS_FROM_C = {
     "misset_random": "spec draws -misset random uniformly from SO(3), and -misset_seed does not read angles",
     "rot_twotheta_sample": "spec honours -pivot sample under the MOSFLM convention",
     "pilatus_roi": "spec honours -pix0_vector_mm (in mm)",
+    "close_distance": "spec: -close_distance/-Xclose/-Yclose force the sample pivot under MOSFLM (Spec A), "
+                      "and -Xclose/-Yclose place the near point",
+    "orgx_orgy": "spec: -ORGX/-ORGY force the sample pivot under MOSFLM (Spec A)",
+    "rot_twotheta_beam": "spec: after a 2theta swing the header's DISTANCE and beam centre describe the "
+                         "detector as rendered",
     "interp_outofrange": "spec uses default_F for each out-of-range stencil but keeps interpolating "
                          "(order-independent); Spec A says it switches interpolation off for good",
 }

@@ -93,9 +93,9 @@ def test_resolve_pins_automatic_choices():
     c, _ = config_from_args("-cell 50 50 50 90 90 90 -default_F 100 -N 5 -detpixels 32 -pixel 0.4".split())
     assert c.oversample == -1 and math.isnan(c.Xbeam) and c.misset is None
     r = resolve_config(c, ["Xbeam", "misset[0]", "cell_angles[2]", "mosaic_spread"])
-    info = prepare(c).info
-    assert r.oversample == info["oversample"]
-    assert r.Xbeam == pytest.approx(info["Xbeam"])
+    prep = prepare(c)
+    assert r.oversample == prep.sampling.oversample
+    assert r.Xbeam == pytest.approx(prep.detector.Xbeam)
     assert r.misset == (0.0, 0.0, 0.0)
     assert r.cell_angles == pytest.approx((math.pi / 2,) * 3)
     assert r.mosaic_spread == 0.0

@@ -184,7 +184,7 @@ def test_zero_odet_spec_refused():
 def test_zero_odet_parity_rebuilt_as_c_does():
     prep = prepare(triclinic_config("parity", convention="CUSTOM", odet_vector=np.zeros(3)))
     assert "WARNING: auto-generating odet_vector" in prep.messages
-    np.testing.assert_allclose(prep.info["odet"], [1.0, 0.0, 0.0], atol=1e-15)
+    np.testing.assert_allclose(prep.detector.odet, [1.0, 0.0, 0.0], atol=1e-15)
 
 
 @pytest.mark.parametrize(
