@@ -118,23 +118,35 @@ def gradients(params, step_items, out_dir, dask, backend, nanobragg_args):
 
 @click.command(name="refine", context_settings=dict(help_option_names=["-h", "--help"]))
 @click.option("--observed", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Image to fit: float image (raw float32) or SMV file.")
+              help="Image to fit, in photons: float image (raw float32) or SMV file (its ADC offset is removed).")
 @click.option("--param", "params", multiple=True, required=True, metavar="NAME",
-              help="Parameter to refine (repeatable); its start is the command line's value.")
+              help="Parameter to refine (repeatable; names as for gradients); its start is the command line's value.")
 @click.option("--step", "step_items", multiple=True, metavar="NAME=VALUE", help="Finite-difference step.")
-@click.option("--iterations", type=int, default=10, show_default=True, help="Maximum iterations.")
+@click.option("--weights", default="poisson", show_default=True, metavar="poisson|unit|FILE",
+              help="Pixel weights: Poisson (from the model), all equal, or a float image of 1/variance.")
+@click.option("--mask", "mask_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Pixels to fit: an SMV or float image, 0 = leave out (the run's -roi and -mask also apply).")
+@click.option("--loss", type=click.Choice(("linear", "soft_l1", "huber", "cauchy", "arctan")), default="linear",
+              show_default=True, help="Robust loss of scipy's least_squares.")
+@click.option("--max-evals", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Most model evaluations.")
+@click.option("--adc-offset", type=float, default=None,
+              help="Offset subtracted from an SMV --observed image (default: the run's -adc, 40).")
 @click.option("--no-scale", is_flag=True, help="Do not fit an overall scale factor.")
 @click.option("--backend", type=click.Choice(("cpu", "cuda", "auto")), default=None, help="Kernel backend.")
+@click.option("--dask", default=None, metavar="ADDRESS", help="Render the differences on a Dask cluster.")
 @click.option("--out", "out_file", default=None, type=click.Path(dir_okay=False),
-              help="Write the refined values and loss history as JSON.")
+              help="Write the fit (start, value and sigma of each parameter, correlations, chi2/dof, status) "
+                   "as JSON.")
 @click.argument("nanobragg_args", nargs=-1, type=click.UNPROCESSED)
-def refine(observed, params, step_items, iterations, no_scale, backend, out_file, nanobragg_args):
-    """Refine parameters so the simulated image fits an observed one.
+def refine(observed, params, step_items, weights, mask_file, loss, max_evals, adc_offset, no_scale, backend, dask,
+           out_file, nanobragg_args):
+    """Refine parameters so the simulated image fits an observed one (least squares, with uncertainties).
 
     The command line after `--` is the starting model; the image size comes from it:
 
     \b
-      nbnumba refine --observed obs.bin --param distance \\
+      nbnumba refine --observed obs.img --param distance --param 'misset[0]' --out fit.json \\
         -- -cell 50 50 50 90 90 90 -default_F 100 -N 5 -detpixels 32 -distance 100.5
     """
     from nbnumba.errors import NbnumbaError
@@ -144,38 +156,65 @@ def refine(observed, params, step_items, iterations, no_scale, backend, out_file
     steps = _parse_steps(step_items)
     try:
         from nbnumba.cargs import config_from_args
-        from nbnumba.compare import load_image
-        from nbnumba.gradients import refine as do_refine
+        from nbnumba.fitting import fit
         from nbnumba.io.outputs import check_outputs
-        from nbnumba.prepare import prepare
         from nbnumba.runner import run_inputs
 
-        cfg, run = config_from_args(list(nanobragg_args))
-        inputs = [*run_inputs(run), observed]
+        cfg, run = config_from_args(list(nanobragg_args), fdump_cache=True)
+        inputs = [*run_inputs(run), observed] + [p for p in (mask_file, _weights_file(weights)) if p]
         if out_file:
             check_outputs([out_file], inputs)
-        prep = prepare(cfg)
-        obs, _hdr = load_image(observed, prep.fpixels, prep.spixels)
+        obs, mask, w = _refine_inputs(cfg, run, observed, mask_file, weights, adc_offset)
 
-        def report(it, loss, values):
+        def report(nfev, chi2, values):
             vals = " ".join(f"{k}={v:.10g}" for k, v in values.items())
-            click.echo(f"iteration {it}: loss {loss:.6g}  {vals}")
+            click.echo(f"evaluation {nfev}: chi2 {chi2:.6g}  {vals}")
 
         click.echo(f"refining {', '.join(params)} against {observed}")
-        res = do_refine(cfg, obs, list(params), n_iter=iterations, steps=steps, backend=backend or run.backend,
-                        fit_scale=not no_scale, callback=report)
+        with open_executor("refine", dask) as executor:
+            res = fit(cfg, obs, list(params), mask=mask, weights=w, fit_scale=not no_scale, steps=steps, loss=loss,
+                      max_nfev=max_evals, backend=backend or run.backend, executor=executor, callback=report)
     except NbnumbaError as exc:
         fail("refine", str(exc))
-    click.echo(f"stopped: {res.message}; {res.iterations} iterations, {res.renders} renders")
-    click.echo(f"loss {res.history[0]:.6g} -> {res.loss:.6g}; scale {res.scale:.8g}")
-    for k in params:
-        click.echo(f"  {k}: {res.initial_values[k]:.10g} -> {res.values[k]:.10g}")
+    _print_fit(res)
     if out_file:
         from nbnumba.io.outputs import atomic_write
 
-        doc = {"values": res.values, "initial_values": res.initial_values, "scale": res.scale,
-               "history": res.history, "converged": res.converged, "message": res.message}
         try:
-            atomic_write(out_file, json.dumps(doc, indent=1).encode(), inputs=inputs)
+            atomic_write(out_file, json.dumps(res.as_dict(), indent=1).encode(), inputs=inputs)
         except NbnumbaError as exc:
             fail("refine", str(exc))
+
+
+def _weights_file(weights: str):
+    return None if weights in ("poisson", "unit") else weights
+
+
+def _refine_inputs(cfg, run, observed, mask_file, weights, adc_offset):
+    """The observed image in photons, the mask and the weights of `nbnumba refine`."""
+    import numpy as np
+
+    from nbnumba.compare import load_image
+    from nbnumba.prepare import prepare
+
+    prep = prepare(cfg)
+    obs, header = load_image(observed, prep.fpixels, prep.spixels)
+    obs = np.asarray(obs, dtype=np.float64)
+    if header is not None:  # SMV: integer counts on top of the ADC offset
+        obs = obs - (run.adc_offset if adc_offset is None else adc_offset)
+    mask = None
+    if mask_file:
+        mask = np.asarray(load_image(mask_file, prep.fpixels, prep.spixels)[0]) != 0
+    w = weights
+    if _weights_file(weights):
+        w = np.asarray(load_image(weights, prep.fpixels, prep.spixels)[0], dtype=np.float64)
+    return obs, mask, w
+
+
+def _print_fit(res) -> None:
+    click.echo(f"status: {res.status}: {res.message}")
+    click.echo(f"chi2/dof {res.chi2_per_dof:.4g} ({res.dof} degrees of freedom, {res.weights} weights); "
+               f"{res.nfev} evaluations, {res.njev} Jacobians")
+    click.echo(f"  {'parameter':<16} {'start':>16} {'value':>16} {'sigma':>12}")
+    for name, p in res.parameters.items():
+        click.echo(f"  {name:<16} {p.start:>16.10g} {p.value:>16.10g} {p.sigma:>12.4g}")

@@ -260,7 +260,9 @@ def fit(config: SimConfig, observed, params, *, mask=None, weights="poisson", fi
     params : sequence of str
         Parameters to refine (see :mod:`nbnumba.gradients`).
     mask : array_like of bool, optional
-        Pixels to use (True); non-finite observed pixels are always dropped.
+        Pixels to use (True).  Pixels the run does not render (outside its
+        ``-roi``, or 0 in its ``-mask``) and non-finite observed pixels are
+        always dropped.
     weights : 'poisson', 'unit' or array_like
         Per-pixel weights (see the module notes).
     fit_scale : bool
@@ -287,7 +289,9 @@ def fit(config: SimConfig, observed, params, *, mask=None, weights="poisson", fi
     """
     from scipy.optimize import least_squares
 
+    from .engine import rendered_mask
     from .gradients import render_image, resolve_config
+    from .prepare import prepare
 
     if isinstance(params, str):
         params = [params]
@@ -304,7 +308,7 @@ def fit(config: SimConfig, observed, params, *, mask=None, weights="poisson", fi
         raise ConfigError(f"observed image has shape {obs.shape}, the model {first.shape}")
     obs = obs.reshape(-1)
     given, wname = _given_weights(weights, obs.size)
-    good = np.isfinite(obs)
+    good = np.isfinite(obs) & rendered_mask(prepare(base))
     if given is not None:
         good &= given > 0
     if mask is not None:

@@ -26,15 +26,13 @@ zeros, a random misset becomes the angles it drew).
 Images are rendered in double precision and kept as float64 (the float32
 image of :func:`nbnumba.simulate` would lose the small differences).
 
-:func:`refine` fits parameters to an observed image by Levenberg-Marquardt
-least squares on these finite-difference Jacobians, with an overall scale
-factor fitted analytically at every step.
+:func:`nbnumba.fitting.fit` fits parameters to an observed image by least
+squares on these finite-difference Jacobians, with uncertainties.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,12 +41,10 @@ from .errors import ConfigError
 from .scan import apply_changes, check_field, field_value
 
 __all__ = [
-    "RefineResult",
     "default_step",
     "difference_plan",
     "gradient",
     "jacobian",
-    "refine",
     "render_image",
     "resolve_config",
 ]
@@ -363,219 +359,3 @@ def jacobian(config: SimConfig, params, steps: dict | None = None, backend: str 
     g = gradient(config, params, steps=steps, backend=backend, dtype=dtype, executor=executor,
                  nthreads=nthreads, resolve=resolve)
     return np.stack([g[p].reshape(-1) for p in params], axis=1)
-
-
-@dataclass
-class RefineResult:
-    """Outcome of :func:`refine`.
-
-    Attributes
-    ----------
-    config : SimConfig
-        Refined configuration (resolved: automatic choices pinned).
-    values : dict
-        Parameter -> refined value (config units).
-    initial_values : dict
-        Parameter -> starting value.
-    scale : float
-        Fitted factor: observed ~ scale * model.
-    loss : float
-        Final weighted sum of squared residuals.
-    history : list of float
-        Loss at the start and after each accepted step.
-    value_history : list of dict
-        Parameter values at each entry of ``history``.
-    iterations : int
-        Jacobians computed.
-    renders : int
-        Images rendered in all.
-    converged : bool
-        True when a stopping test was met (not just the iteration limit).
-    message : str
-        Why it stopped.
-    """
-
-    config: SimConfig
-    values: dict
-    initial_values: dict
-    scale: float
-    loss: float
-    history: list = field(default_factory=list)
-    value_history: list = field(default_factory=list)
-    iterations: int = 0
-    renders: int = 0
-    converged: bool = False
-    message: str = ""
-
-
-def _fit(obs, w, model, fit_scale):
-    if fit_scale:
-        den = float(np.dot(w * model, model))
-        s = float(np.dot(w * obs, model)) / den if den > 0.0 else 1.0
-    else:
-        s = 1.0
-    r = obs - s * model
-    return s, r, float(np.dot(w * r, r))
-
-
-def refine(config: SimConfig, observed_image, params, n_iter: int = 10, steps: dict | None = None,
-           backend: str = "cpu", dtype: str = "float64", mask=None, weights=None,
-           fit_scale: bool = True, damping: float = 1e-3, rtol: float = 1e-10, xtol: float = 1e-3,
-           executor=None, nthreads: int | None = None, callback=None) -> RefineResult:
-    """Fit parameters to an observed image (Levenberg-Marquardt least squares).
-
-    Minimises ``sum(w * (observed - scale * model(p))**2)`` over the
-    parameters ``p``, with ``scale`` fitted analytically at every point
-    (``scale = sum(w*o*m) / sum(w*m*m)``; its dependence on ``p`` is
-    included in the Jacobian).  Jacobians come from central finite
-    differences (:func:`gradient`); each iteration costs ``2*len(params)``
-    renders plus one per trial step.
-
-    Parameters
-    ----------
-    config : SimConfig
-        Starting model.
-    observed_image : array_like, shape (spixels, fpixels)
-        The image to fit (float image; any scale when ``fit_scale``).
-    params : str or sequence of str
-        Parameters to refine (see :func:`gradient`).
-    n_iter : int
-        Maximum number of iterations (Jacobian evaluations).
-    steps : dict, optional
-        Finite-difference steps (parameter -> step).
-    backend, dtype, executor, nthreads
-        As for :func:`gradient`.
-    mask : array_like of bool, optional
-        Pixels to fit (True); default all finite pixels.
-    weights : array_like, optional
-        Per-pixel weights (e.g. ``1 / variance``); default 1.
-    fit_scale : bool
-        Fit an overall scale; False fits the image as is.
-    damping : float
-        Initial Marquardt damping (multiplies ``diag(J^T W J)``).
-    rtol : float
-        Stop when an accepted step lowers the loss by less than this fraction.
-    xtol : float
-        Stop when every parameter moves by less than ``xtol`` times its
-        finite-difference step.
-    callback : callable, optional
-        Called as ``callback(iteration, loss, values)`` after each accepted step.
-
-    Returns
-    -------
-    RefineResult
-
-    Raises
-    ------
-    ConfigError
-        For bad parameters or an image of the wrong shape.
-    """
-    if isinstance(params, str):
-        params = [params]
-    params = list(params)
-    base = resolve_config(config, params)
-    plan = difference_plan(base, params, steps)
-    step_of = {name: den / 2.0 for name, _v, _h, _lo, _hi, den in plan}
-    hvec = np.array([step_of[p] for p in params])
-    render = dict(backend=backend, dtype=dtype, nthreads=nthreads)
-
-    first = _render_flat(base, **render)
-    shape = first.shape
-    obs = np.asarray(observed_image, dtype=np.float64)
-    if obs.shape != shape:
-        if obs.size == first.size:
-            obs = obs.reshape(shape)
-        else:
-            raise ConfigError(f"observed image has shape {obs.shape}, the model {shape}")
-    obs = obs.reshape(-1)
-    w = np.ones(obs.size) if weights is None else np.asarray(weights, dtype=np.float64).reshape(-1).copy()
-    if w.size != obs.size:
-        raise ConfigError(f"weights have {w.size} values, the image {obs.size}")
-    good = np.isfinite(obs)
-    if mask is not None:
-        good &= np.asarray(mask, dtype=bool).reshape(-1)
-    w = np.where(good, w, 0.0)
-    obs = np.where(good, obs, 0.0)
-
-    def values_of(cfg):
-        return np.array([float(field_value(cfg, p)) for p in params])
-
-    def with_values(vec):
-        return apply_changes(base, dict(zip(params, (float(v) for v in vec))))
-
-    p = values_of(base)
-    initial = dict(zip(params, p.tolist()))
-    model = first.reshape(-1)
-    s, r, loss = _fit(obs, w, model, fit_scale)
-    history = [loss]
-    value_history = [dict(initial)]
-    renders = 1
-    lam = float(damping)
-    converged = False
-    message = "iteration limit reached"
-    it = 0
-    cfg = base
-    for it in range(1, int(n_iter) + 1):
-        if loss == 0.0:
-            converged, message = True, "exact fit"
-            it -= 1
-            break
-        g = gradient(cfg, params, steps={k: step_of[k] for k in params}, executor=executor,
-                     resolve=False, **render)
-        renders += 2 * len(params)
-        G = np.stack([g[k].reshape(-1) for k in params], axis=1)  # dI/dp
-        if fit_scale:
-            den = float(np.dot(w * model, model))
-            ds = ((w * obs) @ G - 2.0 * s * ((w * model) @ G)) / den if den > 0 else np.zeros(len(params))
-            J = s * G + np.outer(model, ds)  # d(scale*model)/dp
-        else:
-            J = G
-        Jw = J * w[:, None]
-        A = J.T @ Jw
-        b = Jw.T @ r
-        d = np.diag(A).copy()
-        active = d > 0.0
-        if not active.any():
-            converged, message = True, "the image does not depend on the parameters"
-            break
-        accepted = False
-        for _try in range(12):
-            M = A[np.ix_(active, active)] + lam * np.diag(d[active])
-            delta = np.zeros(len(params))
-            try:
-                delta[active] = np.linalg.solve(M, b[active])
-            except np.linalg.LinAlgError:
-                lam *= 10.0
-                continue
-            p_new = p + delta
-            cfg_new = with_values(p_new)
-            try:
-                model_new = _render_flat(cfg_new, **render).reshape(-1)
-            except ConfigError:
-                lam *= 10.0  # stepped outside what can be rendered
-                continue
-            renders += 1
-            s_new, r_new, loss_new = _fit(obs, w, model_new, fit_scale)
-            if loss_new < loss:
-                accepted = True
-                break
-            lam *= 10.0
-        if not accepted:
-            converged, message = True, "no step lowers the loss (at a minimum to the step precision)"
-            break
-        gain = (loss - loss_new) / loss if loss > 0 else 0.0
-        p, cfg, model, s, r, loss = p_new, cfg_new, model_new, s_new, r_new, loss_new
-        lam = max(lam / 10.0, 1e-12)
-        history.append(loss)
-        value_history.append(dict(zip(params, p.tolist())))
-        if callback is not None:
-            callback(it, loss, dict(zip(params, p.tolist())))
-        if gain < rtol:
-            converged, message = True, f"relative loss decrease below rtol={rtol:g}"
-            break
-        if np.all(np.abs(delta) < xtol * hvec):
-            converged, message = True, f"parameter changes below xtol={xtol:g} steps"
-            break
-    return RefineResult(config=cfg, values=dict(zip(params, p.tolist())), initial_values=initial,
-                        scale=s, loss=loss, history=history, value_history=value_history,
-                        iterations=it, renders=renders, converged=converged, message=message)

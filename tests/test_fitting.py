@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -125,3 +126,30 @@ def test_wrong_image_size_and_no_parameters(truth):
         fit(cfg, image[:10], ["distance"])
     with pytest.raises(ConfigError, match="no parameters"):
         fit(cfg, image, [])
+
+
+def test_refine_command_on_a_noisy_smv_frame(tmp_path):
+    """The workflow on a frame as a detector gives it: SMV, Poisson noise, ADC offset 40."""
+    from click.testing import CliRunner
+
+    from cli.main import nbnumba
+    from nbnumba.runner import run_nanobragg
+
+    truth = ARGS.split() + ["-fluence", "4e28", "-seed", "7"]
+    noise = tmp_path / "obs.img"
+    run_nanobragg(truth + ["-noisefile", str(noise), "-floatfile", str(tmp_path / "f.bin"),
+                           "-intfile", str(tmp_path / "i.img"), "-nopgm"], out=open(os.devnull, "w"))
+    mask = np.ones((40, 40), dtype="<f4")
+    mask[:4] = 0.0  # leave out the first four rows
+    (tmp_path / "mask.bin").write_bytes(mask.tobytes())
+    start = ARGS.replace("-distance 60 ", "-distance 60.5 ").split()
+    res = CliRunner().invoke(nbnumba, ["refine", "--observed", str(noise), "--param", "distance",
+                                       "--mask", str(tmp_path / "mask.bin"), "--out", str(tmp_path / "fit.json"),
+                                       "--", *start, "-fluence", "4e28"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "fit.json").read_text())
+    dist = doc["parameters"]["distance"]
+    assert abs(dist["value"] - 0.06) < 4 * dist["sigma"], dist
+    assert doc["parameters"]["scale"]["value"] == pytest.approx(1.0, abs=4 * doc["parameters"]["scale"]["sigma"])
+    assert doc["status"] == "converged" and 0.8 < doc["chi2_per_dof"] < 1.2
+    assert doc["dof"] == 36 * 40 - 2  # the mask's rows are left out

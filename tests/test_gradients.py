@@ -12,12 +12,12 @@ from click.testing import CliRunner
 
 from nbnumba import config_from_args, prepare, simulate
 from nbnumba.errors import ConfigError
+from nbnumba.fitting import fit
 from nbnumba.gradients import (
     default_step,
     difference_plan,
     gradient,
     jacobian,
-    refine,
     render_image,
     resolve_config,
 )
@@ -123,32 +123,31 @@ def test_bad_steps(cfg):
         gradient(cfg, ["distance"], steps={"distance": 0.0})
 
 
-def test_refine_recovers_distance(cfg, observed):
+def test_fit_recovers_distance_and_scale_from_a_noiseless_image(cfg, observed):
     start = dataclasses.replace(cfg, distance=100.5e-3)
-    res = refine(start, observed * 3.0, ["distance"], n_iter=15)
-    assert res.initial_values["distance"] == pytest.approx(100.5e-3)
-    assert abs(res.values["distance"] - 100e-3) < 0.01e-3
-    assert res.scale == pytest.approx(3.0, rel=1e-4)
+    res = fit(start, observed * 3.0, ["distance"], weights="unit")
+    assert res.parameters["distance"].start == pytest.approx(100.5e-3)
+    assert abs(res.parameters["distance"].value - 100e-3) < 0.01e-3
+    assert res.parameters["scale"].value == pytest.approx(3.0, rel=1e-4)
     assert res.history[-1] < 1e-6 * res.history[0]
-    assert all(b <= a for a, b in zip(res.history, res.history[1:]))
-    assert res.converged, res.message
-    assert res.config.distance == pytest.approx(res.values["distance"])
+    assert res.status == "uncalibrated", res.message  # unit weights
+    assert res.config.distance == pytest.approx(res.parameters["distance"].value)
 
 
-def test_refine_recovers_misset_and_distance(cfg, observed):
+def test_fit_recovers_misset_and_distance(cfg, observed):
     m = cfg.misset
     start = dataclasses.replace(cfg, misset=(m[0] + 0.3 / RTD, m[1], m[2]), distance=100.3e-3)
     seen = []
-    res = refine(start, observed, ["misset[0]", "distance"], n_iter=15,
-                 callback=lambda it, loss, values: seen.append(loss))
-    assert abs(res.values["misset[0]"] - m[0]) * RTD < 0.002
-    assert abs(res.values["distance"] - 100e-3) < 0.01e-3
-    assert seen == res.history[1:]
+    res = fit(start, observed, ["misset[0]", "distance"], weights="unit",
+              callback=lambda nfev, chi2, values: seen.append(chi2))
+    assert abs(res.parameters["misset[0]"].value - m[0]) * RTD < 0.002
+    assert abs(res.parameters["distance"].value - 100e-3) < 0.01e-3
+    assert seen == res.history[: len(seen)]
 
 
-def test_refine_checks_image_shape(cfg):
+def test_fit_checks_image_shape(cfg):
     with pytest.raises(ConfigError, match="observed image has shape"):
-        refine(cfg, np.zeros((4, 4)), ["distance"])
+        fit(cfg, np.zeros((4, 4)), ["distance"])
 
 
 def test_cli_gradients(tmp_path):
@@ -174,8 +173,11 @@ def test_cli_refine(tmp_path, observed):
     obs = tmp_path / "obs.bin"
     write_float_image(obs, observed)
     argv = FLAGS.replace("-distance 100", "-distance 100.4").split()
-    res = CliRunner().invoke(nbnumba, ["refine", "--observed", str(obs), "--param", "distance",
+    res = CliRunner().invoke(nbnumba, ["refine", "--observed", str(obs), "--param", "distance", "--weights", "unit",
                                        "--out", str(tmp_path / "r.json"), "--", *argv])
     assert res.exit_code == 0, res.output
+    assert "status: uncalibrated" in res.output and "evaluation 1: chi2" in res.output
     doc = json.loads((tmp_path / "r.json").read_text())
-    assert abs(doc["values"]["distance"] - 0.1) < 1e-5
+    dist = doc["parameters"]["distance"]
+    assert abs(dist["value"] - 0.1) < 1e-5 and dist["start"] == pytest.approx(0.1004) and dist["sigma"] > 0
+    assert doc["status"] == "uncalibrated" and doc["correlations"]["names"] == ["distance", "scale"]

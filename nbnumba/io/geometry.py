@@ -73,6 +73,23 @@ class FrameGeometry:
     osc: float = 0.0
     thickness: float = 0.0
 
+    @classmethod
+    def from_prepared(cls, prep) -> FrameGeometry:
+        """The geometry of a prepared run (:class:`nbnumba.prepare.Prepared`), as rendered.
+
+        The beam centre is where the beam meets the detector after every
+        rotation; the distance is along the detector normal.
+        """
+        det, beam, samp = prep.detector, prep.beam, prep.sampling
+        return cls(fpixels=int(prep.fpixels), spixels=int(prep.spixels), pixel_size=float(det.pixel_size),
+                   distance=float(det.distance), close_distance=float(det.close_distance),
+                   beam_center=(float(det.Fbeam), float(det.Sbeam)), wavelength=float(beam.lambda0),
+                   exposure=float(beam.exposure), fdet=np.array(det.fdet, float), sdet=np.array(det.sdet, float),
+                   odet=np.array(det.odet, float), pix0=np.array(det.pix0, float),
+                   beam=np.array(det.beam, float), polar=np.array(beam.polar_vector, float),
+                   spindle=np.array(det.axes.spindle, float), phi0=float(samp.phi0), osc=float(samp.osc),
+                   thickness=float(samp.thick))
+
     @property
     def beam_center_px(self) -> tuple[float, float]:
         """Direct-beam position in pixels (fast, slow), 0 at the outer corner of the first pixel."""
