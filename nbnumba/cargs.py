@@ -250,6 +250,7 @@ def load_inputs(cfg: SimConfig, run: RunOptions, fdump_cache: bool = False) -> N
         if not os.path.exists(run.matfile):
             raise InputFileError(f"{run.matfile}: no such matrix file")
         cfg.a_matrix = read_mosflm_matrix(run.matfile)
+        cfg.a_matrix_lambda = cfg.lambda0  # the file is scaled by the run's wavelength
     if run.pdbfile is not None and run.hklfile is not None:
         raise UsageError("-pdb and -hkl both give structure factors: give one")
     if run.hkl_column is not None and (run.hklfile is None or not _is_reflection_file(run.hklfile)):

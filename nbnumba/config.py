@@ -193,6 +193,12 @@ class SimConfig:
     cell_angles: tuple = _meta((0.0, 0.0, 0.0), kind="angle", unit="rad", user_unit="deg", to_user=RTD, size=3,
                                continuous=True, low=0.0, high=math.pi, low_open=True, high_open=True)
     a_matrix: Optional[np.ndarray] = _data()  # MOSFLM A matrix rows as read (lambda-scaled)
+    # the wavelength (m) the A matrix is scaled with; None: lambda0, as C does.  The
+    # command line pins it to the run's wavelength, so that varying lambda0 keeps the cell
+    a_matrix_lambda: Optional[float] = _meta(None, kind="length", unit="m", variable=False)
+    # crystal orientation U (3x3 rotation) applied to the reciprocal axes built from
+    # cell_angstrom/cell_angles, before the misset: a -mat crystal split into U and a cell
+    umat: Optional[np.ndarray] = _data()
     misset: Optional[tuple] = _meta(None, kind="angle", unit="rad", user_unit="deg", to_user=RTD, size=3,
                                     continuous=True)  # (rotx, roty, rotz) rad
     misset_random: bool = _switch(False)

@@ -117,7 +117,7 @@ def _resolved_value(config: SimConfig, prep, name: str) -> float:
         return math.pi / 2 if v <= 0.0 else v
     if fname == "cell_angstrom":
         if config.cell_angstrom is None:
-            raise ConfigError(f"{name}: no -cell (the crystal comes from -mat), so no cell lengths to vary")
+            raise ConfigError(f"{name}: no -cell or -mat, so no cell lengths to vary")
         v = float(field_value(config, name))
         return float(config.cell_angstrom[0]) if v <= 0.0 else v
     if fname == "misset" and config.misset_random:
@@ -162,6 +162,11 @@ def resolve_config(config: SimConfig, params=()) -> SimConfig:
     names = list(params)
     for n in names:
         _continuous(n)
+    if config.a_matrix is not None and {check_field(n)[0] for n in names} & {"cell_angstrom", "cell_angles"}:
+        from .stages.crystal import split_orientation_matrix
+
+        # -mat: vary the cell of A = U B with the orientation U kept
+        config = split_orientation_matrix(config)
     prep = prepare(config)
     values = {n: _resolved_value(config, prep, n) for n in names}
     changes: dict = {"oversample": int(prep.sampling.oversample), "interpolate": int(prep.crystal.interpolate)}

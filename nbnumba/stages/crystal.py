@@ -118,7 +118,7 @@ def _reciprocal_from_matrix(c: SimConfig, a_star, b_star, c_star) -> None:
     # rows of the file: (a*_i, b*_i, c*_i) for i = x, y, z
     for i in range(3):
         a_star[i], b_star[i], c_star[i] = m[i, 0], m[i, 1], m[i, 2]
-    s = 1e-10 / c.lambda0
+    s = 1e-10 / (c.lambda0 if c.a_matrix_lambda is None else c.a_matrix_lambda)
     for v in (a_star, b_star, c_star):
         v[:3] = [s * v[0], s * v[1], s * v[2]]
         v[3] = magnitude(v)
@@ -155,6 +155,74 @@ def _cell_angles(a, b, cc, a_star, b_star, c_star, V_cell) -> tuple:
     )
 
 
+def metric_matrix(lengths, angles) -> np.ndarray:
+    """B of a cell (1/Angstrom): the reciprocal axes as columns, upper triangular, positive diagonal.
+
+    The real cell has c along z and b in the yz plane; B is the inverse of
+    the matrix whose rows are a, b and c, so a* lies along x and b* in the xy
+    plane (Busing & Levy).
+    """
+    a_len, b_len, c_len = (float(v) for v in lengths)
+    ca, cb, cg = (math.cos(float(v)) for v in angles)
+    sa = math.sin(float(angles[0]))
+    ay = a_len * (cg - ca * cb) / sa
+    az = a_len * cb
+    ax = math.sqrt(max(a_len * a_len - ay * ay - az * az, 0.0))
+    real = np.array([[ax, ay, az], [0.0, b_len * sa, b_len * ca], [0.0, 0.0, c_len]])
+    if not ax > 0.0:
+        raise ConfigError(f"impossible unit cell: {a_len:g} {b_len:g} {c_len:g} with these angles has no volume")
+    return np.linalg.inv(real)
+
+
+def _reciprocal_from_orientation(c: SimConfig):
+    """Reciprocal axes (1/Angstrom, with lengths) of ``umat`` times the exact B of the cell."""
+    lengths = tuple(float(v) for v in c.cell_angstrom)
+    recip = np.asarray(c.umat, dtype=float).reshape(3, 3) @ metric_matrix(lengths, c.cell_angles)
+    axes = [np.append(recip[:, j], magnitude(recip[:, j])) for j in range(3)]
+    return axes[0], axes[1], axes[2], lengths, 1.0 / float(np.linalg.det(recip))
+
+
+def split_orientation_matrix(c: SimConfig) -> SimConfig:
+    """The same crystal with its A matrix split into an orientation U and a unit cell.
+
+    ``A = U B`` with B upper triangular and a positive diagonal
+    (:func:`metric_matrix`): the returned config has ``cell_angstrom`` /
+    ``cell_angles`` from B, ``umat`` = U, and no ``a_matrix``.  It renders
+    the same image to rounding, and its cell can be varied with the
+    orientation kept; the misset stays a rotation on top of U.  (B is built
+    exactly: C's own ``-cell`` construction realises slightly different
+    angles for a triclinic cell.)
+
+    Raises
+    ------
+    ConfigError
+        If the config has no A matrix, also gives ``-cell`` (C combines the
+        two in its own way), or the matrix is singular.
+    """
+    import dataclasses
+
+    if c.a_matrix is None:
+        raise ConfigError("no A matrix (-mat) to split into orientation and cell")
+    if c.cell_angstrom is not None:
+        raise ConfigError("both -cell and -mat give the cell: give one to refine the cell")
+    lam = c.lambda0 if c.a_matrix_lambda is None else c.a_matrix_lambda
+    recip = np.asarray(c.a_matrix, dtype=float).reshape(3, 3) * (1e-10 / lam)  # columns a*, b*, c* (1/A)
+    if not abs(np.linalg.det(recip)) > 0.0:
+        raise ConfigError("the orientation matrix is singular (zero reciprocal-cell volume)")
+    q, r = np.linalg.qr(recip)
+    signs = np.where(np.diag(r) < 0.0, -1.0, 1.0)
+    u, b = q * signs, r * signs[:, None]
+    real = np.linalg.inv(b)  # rows: a, b, c of the unrotated cell (Angstrom)
+    lengths = np.linalg.norm(real, axis=1)
+    cosines = [np.dot(real[1], real[2]) / lengths[1] / lengths[2], np.dot(real[0], real[2]) / lengths[0] / lengths[2],
+               np.dot(real[0], real[1]) / lengths[0] / lengths[1]]
+    angles = tuple(math.acos(max(-1.0, min(1.0, float(v)))) for v in cosines)
+    if np.linalg.det(u) < 0.0:
+        raise ConfigError("the orientation matrix describes a left-handed cell")
+    return dataclasses.replace(c, a_matrix=None, a_matrix_lambda=None, cell_angstrom=tuple(float(v) for v in lengths),
+                               cell_angles=angles, umat=np.ascontiguousarray(u))
+
+
 def build_cell(c: SimConfig, msgs: list) -> UnitCell:
     """Real and reciprocal cell vectors as C builds them.
 
@@ -177,7 +245,9 @@ def build_cell(c: SimConfig, msgs: list) -> UnitCell:
     """
     a_star, b_star, c_star = np.zeros(4), np.zeros(4), np.zeros(4)
     user_cell = c.cell_angstrom is not None
-    if user_cell:
+    if user_cell and c.umat is not None:
+        a_star, b_star, c_star, cell_lengths, V_cell = _reciprocal_from_orientation(c)
+    elif user_cell:
         a_star, b_star, c_star, cell_lengths, V_cell = _reciprocal_from_parameters(c)
     if c.a_matrix is not None:
         _reciprocal_from_matrix(c, a_star, b_star, c_star)
