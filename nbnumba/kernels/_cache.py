@@ -46,11 +46,12 @@ def _physics_aware(base):
 
 def install() -> None:
     """Register the physics-aware locators (idempotent)."""
-    from numba.core import caching
+    from . import _numba_internals
 
-    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
+    impl = _numba_internals.cache_impl()
     if getattr(impl, "_nbnumba_locators", False):
         return
-    bases = [cls for cls in impl._locator_classes if cls.__name__ not in _EXCLUDED]
-    impl._locator_classes[:0] = [_physics_aware(cls) for cls in bases]
+    classes = _numba_internals.locator_classes()
+    bases = [cls for cls in classes if cls.__name__ not in _EXCLUDED]
+    classes[:0] = [_physics_aware(cls) for cls in bases]
     impl._nbnumba_locators = True
