@@ -176,5 +176,6 @@ def build(kind: str, dtype: str, out_dtype: str, target: str) -> str:
         proc = subprocess.run([linker, "-shared", "-o", out, obj, "-lm"], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"linking the native kernel failed: {proc.stderr.strip()[:500]}")
+        os.chmod(out, 0o755)  # never group- or other-writable, whatever the umask
         os.replace(out, target)
     return compiled.native_name
