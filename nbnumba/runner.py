@@ -247,7 +247,7 @@ def report_and_write(result: SimResult, run: RunOptions, say) -> None:
         say(f"writing {run.pgmfile} as 1-byte integers")
         write_pgm(run.pgmfile, result.image, pgm_scale, roi=prep.roi)
     if run.calculate_noise:
-        from .rng import poisson_image
+        from .kernels.noise import poisson_image
 
         noise, photons, overloads = poisson_image(result.image, prep.roi, run.seed,
                                                   adc_offset=run.adc_offset)

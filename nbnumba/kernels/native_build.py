@@ -92,10 +92,11 @@ def _compile_noise_cfunc():
     from numba import carray, cfunc
 
     from .. import rng
+    from ..compile import rng_functions
 
     namespace = dict(globals())
     namespace.update(carray=carray, RAN1_STATE_SIZE=rng.RAN1_STATE_SIZE, POISSON_STATE_SIZE=rng.POISSON_STATE_SIZE,
-                     poisson_fill=rng.jit_functions(error_model="numpy")["poisson_fill"])
+                     poisson_fill=rng_functions("native").poisson_fill)
     return cfunc(interface.noise_signature(), error_model="numpy")(rebind(noise_loop, namespace))
 
 
