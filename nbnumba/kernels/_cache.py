@@ -29,29 +29,12 @@ def dependency_hash() -> str:
     return digest.hexdigest()
 
 
-def _physics_aware(base):
-    class Locator(base):
-        def get_source_stamp(self):
-            return (super().get_source_stamp(), dependency_hash())
-
-        @classmethod
-        def from_function(cls, py_func, py_file):
-            if os.path.dirname(os.path.abspath(py_file)) != _KERNEL_DIR:
-                return None
-            return super().from_function(py_func, py_file)
-
-    Locator.__name__ = Locator.__qualname__ = "PhysicsAware" + base.__name__.lstrip("_")
-    return Locator
+def _accepts(py_file: str) -> bool:
+    return os.path.dirname(os.path.abspath(py_file)) == _KERNEL_DIR
 
 
 def install() -> None:
     """Register the physics-aware locators (idempotent)."""
     from . import _numba_internals
 
-    impl = _numba_internals.cache_impl()
-    if getattr(impl, "_nbnumba_locators", False):
-        return
-    classes = _numba_internals.locator_classes()
-    bases = [cls for cls in classes if cls.__name__ not in _EXCLUDED]
-    classes[:0] = [_physics_aware(cls) for cls in bases]
-    impl._nbnumba_locators = True
+    _numba_internals.add_stamped_locators("PhysicsAware", dependency_hash, _accepts, exclude=_EXCLUDED)

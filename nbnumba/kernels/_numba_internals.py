@@ -105,3 +105,36 @@ def cache_impl():
 def locator_classes() -> list:
     """Numba's list of cache locator classes (mutable: tried in order)."""
     return cache_impl()._locator_classes
+
+
+def add_stamped_locators(prefix: str, extra_stamp, accepts, exclude=frozenset()) -> None:
+    """Put in front of Numba's cache locators variants whose source stamp also holds ``extra_stamp()``.
+
+    The variants serve only functions whose file ``accepts(py_file)``; other
+    functions keep Numba's locators.  Idempotent per ``prefix``.
+    """
+    impl = cache_impl()
+    marker = f"_nbnumba_{prefix}"
+    if getattr(impl, marker, False):
+        return
+    classes = locator_classes()
+
+    def variant(base):
+        class Locator(base):
+            def get_source_stamp(self):
+                return (super().get_source_stamp(), extra_stamp())
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if not accepts(py_file):
+                    return None
+                return super().from_function(py_func, py_file)
+
+        Locator.__name__ = Locator.__qualname__ = prefix + base.__name__.lstrip("_")
+        return Locator
+
+    for name in ("get_source_stamp", "from_function"):
+        for base in classes:
+            _get(base, name, f"numba cache locator {base.__name__}")
+    classes[:0] = [variant(cls) for cls in classes if cls.__name__ not in exclude]
+    setattr(impl, marker, True)

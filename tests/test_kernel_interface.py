@@ -1,0 +1,115 @@
+"""One declaration of the kernel arguments; every other form is derived from it and agrees with it."""
+
+from __future__ import annotations
+
+import ast
+import ctypes
+
+import numpy as np
+import pytest
+from conftest import triclinic_config
+
+from nbnumba.kernels import _numba_internals, driver, interface
+from nbnumba.prepare import prepare
+
+
+def test_every_form_has_the_declared_parameters():
+    names = interface.c_parameter_names()
+    # pointer + one extent per dimension for each array, the scalars, start, count, out
+    assert len(names) == sum(1 + a.ndim for a in interface.ARRAYS) + len(interface.SCALARS) + 3
+    assert len(interface.ctypes_argtypes()) == len(names)
+    assert len(interface.cfunc_signature("float64", "float32").args) == len(names)
+    tree = ast.parse(interface.row_loop_source())
+    assert [a.arg for a in tree.body[0].args.args] == names
+    assert interface.ctypes_argtypes()[0] is ctypes.c_void_p
+    assert len(interface.noise_ctypes_argtypes()) == len(interface.noise_signature().args) == 8
+
+
+def test_pack_follows_the_declaration():
+    prep = prepare(triclinic_config())
+    arrays = interface.kernel_arrays(prep, "float32")
+    assert arrays._fields == interface.ARRAY_NAMES
+    for decl, arr in zip(interface.ARRAYS, arrays):
+        assert arr.dtype == decl.numpy_dtype("float32") and arr.ndim == decl.ndim
+    packed = interface.pack(arrays, 3, 17, 0.5)
+    assert len(packed) == len(interface.c_parameter_names()) - 3  # all but start, count, out
+    assert packed[0] == arrays.fp.ctypes.data and packed[1] == arrays.fp.size
+    assert packed[-3:] == (3, 17, 0.5)
+    interface.check_arrays(arrays, "float32")
+    with pytest.raises(ValueError, match="fp"):
+        interface.check_arrays(arrays._replace(fp=arrays.fp.astype(np.float64)), "float32")
+
+
+def test_double_precision_arrays_are_not_copied():
+    prep = prepare(triclinic_config())
+    arrays = interface.kernel_arrays(prep, "float64")
+    assert arrays.fp is prep.fp or np.shares_memory(arrays.fp, prep.fp)
+    assert np.shares_memory(arrays.cells, prep.cells)
+
+
+def test_interface_hash_is_in_the_native_key(monkeypatch):
+    from nbnumba.kernels import native
+
+    before = native.library_key("render", "float64", "float32")
+    monkeypatch.setattr(interface, "INTERFACE_HASH", "0" * 16)
+    native._sources_and_cpu.cache_clear()
+    try:
+        assert native.library_key("render", "float64", "float32") != before
+    finally:
+        monkeypatch.undo()
+        native._sources_and_cpu.cache_clear()
+    assert native.library_key("render", "float64", "float32") == before
+
+
+def test_roi_span():
+    prep = prepare(triclinic_config(roi=(1, 3, 2, 4)))  # fast 1..3, slow 2..4 on 6 x 5 pixels
+    assert driver.roi_span(prep) == (2 * 6 + 1, 4 * 6 + 3 + 1)
+    assert driver.roi_span(prepare(triclinic_config())) == (0, 30)
+
+
+def test_progress_tiles_cover_the_span_in_whole_rows():
+    backend = driver.CpuBackend(row=10)
+    tiles = backend.tiles(0, 1000, None, progress=print)
+    assert tiles[0][0] == 0 and tiles[-1][1] == 1000
+    assert all(b == c for (_, b), (c, _) in zip(tiles, tiles[1:]))
+    assert all((b - a) % 10 == 0 for a, b in tiles[:-1])
+    assert backend.tiles(5, 50, None, None) == [(5, 50)]
+
+
+def test_internals_version_check_fails_clearly(monkeypatch):
+    import numba
+
+    monkeypatch.setattr(numba, "__version__", "9.1.0")
+    with pytest.raises(_numba_internals.NumbaInternalsError, match=r"numba 9\.1\.0 is outside"):
+        _numba_internals.check.__wrapped__()
+
+
+def test_installed_versions_without_importing(monkeypatch):
+    versions = _numba_internals.installed_versions()
+    import llvmlite
+    import numba
+
+    assert versions == {"numba": numba.__version__, "llvmlite": llvmlite.__version__}
+
+
+def test_missing_internal_names_the_module():
+    with pytest.raises(_numba_internals.NumbaInternalsError, match="_numba_internals.py"):
+        _numba_internals.llvm_ir(object())
+
+
+def test_cuda_numpy_alias_is_scoped(monkeypatch):
+    """numba-cuda's numpy.row_stack exists only while it is imported or compiles, where numpy lacks it."""
+    import numpy
+
+    from nbnumba.kernels import cuda
+
+    if "row_stack" in numpy.__dict__:
+        monkeypatch.delattr(numpy, "row_stack")  # as in numpy >= 2.5
+    with cuda._numpy_row_stack():
+        assert numpy.row_stack is numpy.vstack
+    assert "row_stack" not in numpy.__dict__
+    monkeypatch.setattr(numpy, "row_stack", numpy.vstack, raising=False)
+    kept = numpy.row_stack
+    with cuda._numpy_row_stack():
+        pass
+    assert numpy.row_stack is kept  # an existing one is left alone
