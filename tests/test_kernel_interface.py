@@ -67,13 +67,28 @@ def test_roi_span():
     assert driver.roi_span(prepare(triclinic_config())) == (0, 30)
 
 
-def test_progress_tiles_cover_the_span_in_whole_rows():
+def test_cpu_tiles():
     backend = driver.CpuBackend(row=10)
-    tiles = backend.tiles(0, 1000, None, progress=print)
-    assert tiles[0][0] == 0 and tiles[-1][1] == 1000
+    tiles = backend.tiles(0, 1000, 70)
+    assert tiles[0] == (0, 70) and tiles[-1] == (980, 1000)
     assert all(b == c for (_, b), (c, _) in zip(tiles, tiles[1:]))
-    assert all((b - a) % 10 == 0 for a, b in tiles[:-1])
-    assert backend.tiles(5, 50, None, None) == [(5, 50)]
+    assert backend.tiles(5, 50, None) == [(5, 50)]
+
+
+@pytest.mark.parametrize("kernel", ["jit", "auto"])
+def test_tiles_and_progress_do_not_change_the_image(monkeypatch, kernel):
+    monkeypatch.setenv("NBNUMBA_CPU_KERNEL", kernel)
+    prep = prepare(triclinic_config("parity", fpixels=13, spixels=11, pixel_size=0.5e-3, roi=(1, 11, 2, 9)))
+    whole, omega = driver.render_flat(prep, "cpu")
+    seen = []
+    tiled, omega_tiled = driver.render_flat(prep, "cpu", tile_pixels=9, progress=seen.append)
+    assert whole.max() > 0.0
+    assert np.array_equal(whole, tiled)
+    assert omega_tiled == pytest.approx(omega, rel=1e-12)
+    assert seen and seen == sorted(seen) and seen[-1] == 1.0
+    roi = np.zeros((11, 13), bool)
+    roi[2:10, 1:12] = True
+    assert not whole.reshape(11, 13)[~roi].any()
 
 
 def test_internals_version_check_fails_clearly(monkeypatch):

@@ -116,7 +116,7 @@ class CudaBackend:
         cuda_module = _cuda()
         return tuple(cuda_module.to_device(a) for a in arrays)
 
-    def tiles(self, lo: int, hi: int, tile_pixels: int | None, progress) -> list[tuple[int, int]]:
+    def tiles(self, lo: int, hi: int, tile_pixels: int | None) -> list[tuple[int, int]]:
         """Tiles of ``tile_pixels`` (default about 4 million) pixels: bounds device memory."""
         step = max(1, min(int(tile_pixels or DEFAULT_TILE_PIXELS), hi - lo))
         return [(a, min(a + step, hi)) for a in range(lo, hi, step)]
@@ -128,8 +128,11 @@ class CudaBackend:
         return held[:size]
 
     def launch(self, kind: str, arrays, first_index: int, interp_stop: int, scale: float, start: int,
-               out: np.ndarray) -> float:
-        """Run ``kind`` (``render`` or ``out_of_range``) on pixels ``start ..`` into host array ``out``."""
+               out: np.ndarray, progress=None) -> float:
+        """Run ``kind`` (``render`` or ``out_of_range``) on pixels ``start ..`` into host array ``out``.
+
+        ``progress`` is called with 1.0 once the launch is done.
+        """
         render, out_of_range = _kernels(precision_of(self.dtype))
         count = out.size
         blocks = (count + self.threads_per_block - 1) // self.threads_per_block
@@ -147,4 +150,7 @@ class CudaBackend:
         with _numpy_row_stack():
             render[blocks, self.threads_per_block](*arrays, first_index, interp_stop, scale, start, image, omega)
         out[...] = image.copy_to_host()
-        return float(omega.copy_to_host().sum(dtype=np.float64))
+        total = float(omega.copy_to_host().sum(dtype=np.float64))
+        if progress is not None:
+            progress(1.0)
+        return total

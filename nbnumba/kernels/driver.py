@@ -10,13 +10,15 @@ decision that is not the launch itself:
   (:func:`first_swept_pixel`), and the interpolation out-of-range pass that
   finds where C switches interpolation off (:func:`first_out_of_range`);
 * the span of raster pixels to launch (the ROI's, :func:`roi_span`), its
-  tiles and the progress reports.
+  tiles, and the progress reports of the whole run (a backend reports the
+  fraction of one launch done).
 
 A backend only launches: ``upload(arrays)`` puts the run constants where its
 kernels read them, and ``launch(kind, arrays, first_index, interp_stop,
 scale, start, out)`` runs kernel ``kind`` (``render``, ``out_of_range`` or
 ``phi_loop``) on raster pixels ``start .. start+out.size-1`` into the host
-array ``out`` and returns the summed solid angle (``render``) or 0.
+array ``out`` and returns the summed solid angle (``render``) or 0;
+``launch(..., progress=f)`` calls ``f`` with the fraction of it done.
 Backends: :class:`CpuBackend` (the native library of
 :mod:`nbnumba.kernels.native`, else the Numba ``prange`` kernels of
 :mod:`nbnumba.kernels.cpu`) and :class:`nbnumba.kernels.cuda.CudaBackend`.
@@ -51,14 +53,19 @@ class CpuBackend:
         return arrays
 
     def launch(self, kind: str, arrays: KernelArrays, first_index: int, interp_stop: int, scale: float,
-               start: int, out: np.ndarray) -> float:
-        """Run kernel ``kind`` on raster pixels ``start .. start+out.size-1`` into ``out``."""
+               start: int, out: np.ndarray, progress=None) -> float:
+        """Run kernel ``kind`` on raster pixels ``start .. start+out.size-1`` into ``out``.
+
+        ``progress``, if given, is called with the fraction of this launch
+        done, about every 5% (the CPU reports while it renders, without
+        waiting for all threads at each step).
+        """
         from . import native
 
         kernel = native.load(kind, self.dtype, out.dtype.name)
         if kernel is not None:
             return native.run(kernel, arrays, first_index, interp_stop, scale, out, start=start,
-                              nthreads=self.nthreads, row=self.row)
+                              nthreads=self.nthreads, row=self.row, progress=progress)
         from ..compile import precision_of
         from . import cpu
 
@@ -67,15 +74,19 @@ class CpuBackend:
 
             numba.set_num_threads(max(1, min(int(self.nthreads), numba.config.NUMBA_NUM_THREADS)))
         kern = getattr(cpu.kernels(precision_of(self.dtype)), cpu.KERNEL_OF_KIND[kind])
-        return kern(*arrays, first_index, interp_stop, scale, start, out)
+        if progress is None:
+            return kern(*arrays, first_index, interp_stop, scale, start, out)
+        n = out.size
+        step = max(1, -(-n // (PROGRESS_STEPS * self.row))) * self.row  # whole rows, about 5% each
+        total = 0.0
+        for lo, hi in _split(0, n, step):
+            total += kern(*arrays, first_index, interp_stop, scale, start + lo, out[lo:hi])
+            progress(hi / n)
+        return total
 
-    def tiles(self, lo: int, hi: int, tile_pixels: int | None, progress) -> list[tuple[int, int]]:
-        """One tile, or whole-row tiles of about 5% when progress is reported."""
-        if progress is None and not tile_pixels:
-            return [(lo, hi)]
-        rows = -(-(hi - lo) // (PROGRESS_STEPS * self.row))
-        step = int(tile_pixels) if tile_pixels else max(1, rows) * self.row
-        return _split(lo, hi, step)
+    def tiles(self, lo: int, hi: int, tile_pixels: int | None) -> list[tuple[int, int]]:
+        """The whole span at once, unless ``tile_pixels`` bounds a launch."""
+        return _split(lo, hi, int(tile_pixels)) if tile_pixels else [(lo, hi)]
 
 
 def _split(lo: int, hi: int, step: int) -> list[tuple[int, int]]:
@@ -171,13 +182,16 @@ def render_flat(prep, backend: str = "cpu", dtype: str = "float64", out_dtype=np
     if hi <= lo:
         return image, 0.0
     arrays = runner.upload(kernel_arrays(prep, dtype))
-    tiles = runner.tiles(lo, hi, tile_pixels, progress)
+    tiles = runner.tiles(lo, hi, tile_pixels)
     interp_stop = first_out_of_range(prep, runner, arrays, first_index, tiles)
     omega_total = 0.0
     for a, b in tiles:
-        omega_total += runner.launch("render", arrays, first_index, interp_stop, prep.scale, a, image[a:b])
+        report = None
         if progress is not None:
-            progress((b - lo) / (hi - lo))
+            def report(fraction, a=a, b=b):
+                progress((a - lo + fraction * (b - a)) / (hi - lo))
+        omega_total += runner.launch("render", arrays, first_index, interp_stop, prep.scale, a, image[a:b],
+                                     progress=report)
     return image, omega_total
 
 

@@ -487,14 +487,16 @@ def default_threads() -> int:
 
 
 def run(kernel: NativeKernel, arrays: interface.KernelArrays, first_index: int, interp_stop: int, scale: float,
-        out: np.ndarray, start: int = 0, nthreads: int | None = None, row: int = 1) -> float:
+        out: np.ndarray, start: int = 0, nthreads: int | None = None, row: int = 1, progress=None) -> float:
     """Run ``kernel`` on raster pixels ``start .. start+out.size-1``, into ``out``.
 
     ``arrays`` are the run constants in the kernel's precision
     (:func:`nbnumba.kernels.interface.kernel_arrays`).  The range is split
     into chunks of whole rows (``row`` pixels each) handed to ``nthreads``
-    threads as each finishes its last.  Returns the summed return values
-    (the solid angle for ``render``), added in raster order.
+    threads as each finishes its last; ``progress``, if given, is called
+    with the fraction of the range done (about every 5%).  Returns the
+    summed return values (the solid angle for ``render``), added in raster
+    order.
     """
     interface.check_arrays(arrays, kernel.dtype.name)
     if out.dtype != kernel.out_dtype or not out.flags.c_contiguous:
@@ -510,7 +512,7 @@ def run(kernel: NativeKernel, arrays: interface.KernelArrays, first_index: int, 
 
     if n == 0:
         return 0.0
-    if threads == 1:
+    if threads == 1 and progress is None:
         return chunk(0, n)
     # about 16 chunks a thread, of whole rows, for an even load; each thread
     # takes the next chunk when it finishes one
@@ -519,7 +521,7 @@ def run(kernel: NativeKernel, arrays: interface.KernelArrays, first_index: int, 
     bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
     results = [0.0] * len(bounds)
     next_chunk = itertools.count()
-    errors = queue.SimpleQueue()
+    finished = queue.SimpleQueue()
     stop = threading.Event()
 
     def worker():
@@ -528,24 +530,33 @@ def run(kernel: NativeKernel, arrays: interface.KernelArrays, first_index: int, 
                 if i >= len(bounds) or stop.is_set():
                     break
                 results[i] = chunk(*bounds[i])
+                finished.put(i)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-            stop.set()
-            errors.put(exc)
+            finished.put(exc)
 
     workers = [threading.Thread(target=worker, daemon=True) for _ in range(min(threads, len(bounds)))]
+    done = reported = 0
+    error = None
     try:
         for thread in workers:
             thread.start()
-        for thread in workers:
-            thread.join()
+        for _ in bounds:
+            item = finished.get()
+            if isinstance(item, BaseException):
+                error = item
+                break
+            done += bounds[item][1] - bounds[item][0]
+            if progress is not None and (done * 20 // n > reported or done == n):
+                reported = done * 20 // n
+                progress(done / n)
     finally:
         # no thread may still write into ``out`` once this returns or raises
         stop.set()
         for thread in workers:
             if thread.ident is not None:
                 thread.join()
-    if not errors.empty():
-        raise errors.get()
+    if error is not None:
+        raise error
     total = 0.0
     for value in results:  # in raster order, whatever order the threads finished in
         total += value
