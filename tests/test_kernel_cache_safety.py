@@ -329,3 +329,18 @@ def test_transient_failure_is_not_remembered(tmp_path):
     assert not note.exists()
     native._write_failed_note(str(note), RuntimeError("no C compiler"))
     assert native._failed_note(str(note)) == "RuntimeError: no C compiler"
+
+
+def test_leftovers_of_killed_builds_are_removed(seed, cache, tmp_path):
+    folder, key = cache
+    (folder / f"{key}.so").unlink()
+    dead = 999_999_999  # above any pid_max
+    (folder / f".build-{dead}-abc").mkdir()
+    (folder / f".build-{dead}-abc" / "kernel.o").write_bytes(b"x")
+    (folder / f"{key}.json.{dead}.tmp").write_text("{")
+    (folder / f".build-{os.getpid()}-live").mkdir()  # a build that is still running: kept
+    report = _render(seed, tmp_path, folder)
+    assert report["builds"] == ["render"]
+    assert not (folder / f".build-{dead}-abc").exists()
+    assert not (folder / f"{key}.json.{dead}.tmp").exists()
+    assert (folder / f".build-{os.getpid()}-live").exists()

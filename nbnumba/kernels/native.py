@@ -80,6 +80,7 @@ _TRANSIENT_TEXT = ("No space left on device", "Disk quota exceeded", "Input/outp
 _SYMBOL = re.compile(r"[A-Za-z0-9_.$]{1,4096}")
 _loaded: dict = {}
 _warned: set = set()
+_held_fds: dict = {}  # (device, inode, sha256) -> open descriptor a library was loaded through
 
 
 class _Fallback(Exception):
@@ -329,13 +330,20 @@ def _checked_kernel(folder: str, key: str, expected: dict) -> tuple[NativeKernel
             return None, "the library is not a regular file of this user closed to others"
         if st.st_size != record["size"] or _sha256_fd(fd) != record["sha256"]:
             return None, "the library does not match its record (size or sha256)"
-        proc_path = f"/proc/self/fd/{fd}"
         # Loaded through the descriptor just checked.  The descriptor stays open for the life of the
-        # process: the dynamic loader knows a library by its path, and a reused descriptor number
-        # would otherwise name another library as an already loaded one.
-        keep = os.path.exists(proc_path)
-        kernel = NativeKernel(proc_path if keep else lib_path, record["symbol"],
+        # process (one per file): the dynamic loader knows a library by its path, and a reused
+        # descriptor number would otherwise name another library as an already loaded one.
+        identity = (st.st_dev, st.st_ino, record["sha256"])
+        if identity in _held_fds:
+            load_fd = _held_fds[identity]
+        else:
+            load_fd = fd
+        proc_path = f"/proc/self/fd/{load_fd}"
+        keep = load_fd == fd and os.path.exists(proc_path)
+        kernel = NativeKernel(proc_path if os.path.exists(proc_path) else lib_path, record["symbol"],
                               expected["kind"], expected["dtype"], expected["out_dtype"])
+        if keep:
+            _held_fds[identity] = fd
     except BaseException:
         keep = False
         raise
@@ -397,6 +405,39 @@ def _write_failed_note(path: str, exc: BaseException) -> None:
         pass  # a full disk: nothing to remember
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, another user's
+    return True
+
+
+def _remove_leftovers(folder: str, key: str) -> None:
+    """Remove what builds of ``key`` killed mid-way left behind (their pid is in the name and gone)."""
+    import shutil
+
+    pattern = re.compile(r"\.build-(\d+)-.*|" + re.escape(key) + r"\.(?:json|failed)\.(\d+)\.tmp")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.fullmatch(name)
+        if not match:
+            continue
+        pid = int(match.group(1) or match.group(2))
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            _remove(path)
+
+
 def _build_checked(kind: str, dtype: str, out_dtype: str, folder: str, key: str, expected: dict) -> NativeKernel:
     """Build the library of ``key`` under the lock (unless another process just did) and load it."""
     from . import native_build
@@ -406,6 +447,7 @@ def _build_checked(kind: str, dtype: str, out_dtype: str, folder: str, key: str,
         kernel, _ = _checked_kernel(folder, key, expected)
         if kernel is not None:
             return kernel
+        _remove_leftovers(folder, key)
         lib_path = os.path.join(folder, key + ".so")
         try:
             symbol = native_build.build(kind, dtype, out_dtype, lib_path)

@@ -169,7 +169,7 @@ def build(kind: str, dtype: str, out_dtype: str, target: str) -> str:
         cpu=cpu_name, features=features, opt=3, reloc="pic", codemodel="default",
     )
     folder = os.path.dirname(target)
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as tmp:
+    with tempfile.TemporaryDirectory(dir=folder, prefix=f".build-{os.getpid()}-") as tmp:
         obj = os.path.join(tmp, "kernel.o")
         with open(obj, "wb") as handle:
             handle.write(machine.emit_object(module))
