@@ -344,3 +344,12 @@ def test_leftovers_of_killed_builds_are_removed(seed, cache, tmp_path):
     assert not (folder / f".build-{dead}-abc").exists()
     assert not (folder / f"{key}.json.{dead}.tmp").exists()
     assert (folder / f".build-{os.getpid()}-live").exists()
+
+
+def test_fifo_in_place_of_the_library_does_not_hang(seed, cache, tmp_path):
+    folder, key = cache
+    (folder / f"{key}.so").unlink()
+    os.mkfifo(folder / f"{key}.so")
+    report = _render(seed, tmp_path, folder)
+    assert report["builds"] == ["render"]
+    assert (folder / f"{key}.so").is_file()

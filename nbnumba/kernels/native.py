@@ -320,7 +320,7 @@ def _checked_kernel(folder: str, key: str, expected: dict) -> tuple[NativeKernel
         return None, problem
     lib_path = os.path.join(folder, key + ".so")
     try:
-        fd = _open_nofollow(lib_path, os.O_RDONLY)
+        fd = _open_nofollow(lib_path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         return None, f"cannot open the library ({exc.strerror})"
     keep = False
@@ -454,7 +454,7 @@ def _build_checked(kind: str, dtype: str, out_dtype: str, folder: str, key: str,
         except Exception as exc:
             _write_failed_note(os.path.join(folder, key + ".failed"), exc)
             raise
-        lib_fd = _open_nofollow(lib_path, os.O_RDONLY)
+        lib_fd = _open_nofollow(lib_path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         try:
             size, sha = os.fstat(lib_fd).st_size, _sha256_fd(lib_fd)
         finally:
