@@ -128,3 +128,19 @@ def test_cuda_numpy_alias_is_scoped(monkeypatch):
     with cuda._numpy_row_stack():
         pass
     assert numpy.row_stack is kept  # an existing one is left alone
+
+
+def test_every_kernel_takes_the_declared_arguments():
+    """The prange, CUDA and native per-pixel functions are written out; they follow the declaration."""
+    import inspect
+
+    from nbnumba.kernels import cpu, cuda, native_build
+
+    declared = list(interface.ARRAY_NAMES + interface.SCALAR_NAMES)
+    for fn in (cpu.render_image, cpu.find_out_of_range, cpu.find_phi_loop_pixels, cuda.render_tile,
+               cuda.out_of_range_tile):
+        params = list(inspect.signature(fn).parameters)
+        assert params[:len(declared) + 1] == declared + ["start"], fn.__name__
+    for fn in native_build.KINDS.values():
+        assert list(inspect.signature(fn).parameters) == ["idx", "i", "out"] + declared, fn.__name__
+    assert set(cpu.KERNEL_OF_KIND) == set(native_build.KINDS) == set(driver.KINDS)

@@ -79,7 +79,7 @@ def render_tile(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
 
 
 def out_of_range_tile(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
-                      start, flags):
+                      interp_stop, scale, start, flags):
     """Flag the tile's pixels whose interpolation stencil leaves the grid."""
     t = cuda.grid(1)
     if t >= flags.size:
@@ -139,7 +139,7 @@ class CudaBackend:
         if kind == "out_of_range":
             flags = self._buffer("flags", count, np.int8)
             with _numpy_row_stack():
-                out_of_range[blocks, self.threads_per_block](*arrays, first_index, start, flags)
+                out_of_range[blocks, self.threads_per_block](*arrays, first_index, interp_stop, scale, start, flags)
             out[...] = flags.copy_to_host()
             return 0.0
         if kind != "render":
