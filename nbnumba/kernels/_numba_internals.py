@@ -14,7 +14,6 @@ package (the native loader must not pay for importing Numba).
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import re
 
@@ -27,6 +26,8 @@ class NumbaInternalsError(RuntimeError):
 
 
 def _read_version(package: str) -> str:
+    import importlib.util
+
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.origin:
         return "absent"

@@ -58,7 +58,6 @@ import queue
 import re
 import stat
 import sys
-import tempfile
 import threading
 import warnings
 
@@ -106,6 +105,8 @@ def cache_dir() -> str:
 
 def private_cache_dir() -> str:
     """The per-user fallback folder (mode 0700 under the temporary directory)."""
+    import tempfile
+
     return os.path.join(tempfile.gettempdir(), f"nbnumba-kernels-{os.geteuid()}")
 
 
