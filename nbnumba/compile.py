@@ -1,4 +1,4 @@
-"""Compile the scalar physics of :mod:`nbnumba.physics` for each backend.
+"""Compile the scalar physics of :mod:`nbnumba.physics` (and C's random generators) for each backend.
 
 The functions in :mod:`nbnumba.physics` are plain Python.  For a target we
 clone every function with a fresh globals dictionary in which each physics
@@ -6,6 +6,10 @@ name is bound to that target's compiled version, then decorate the clone.
 Numba resolves global names when it compiles, so a call such as
 ``sincg(...)`` inside ``lattice_factor`` binds to the CPU or the CUDA build
 of ``sincg`` as appropriate: one source, two compilations.
+
+The random generators of :mod:`nbnumba.rng` go the same way
+(:func:`rng_functions`): one source, compiled for the Numba JIT, for the
+native noise kernel, or left as plain Python for the command line's setup.
 """
 
 from __future__ import annotations
@@ -90,12 +94,24 @@ def _build(decorate, precision: str = "double") -> types.SimpleNamespace:
         for key, value in list(namespace.items()):
             if type(value) is float:  # module constants such as PI
                 namespace[key] = np.float32(value)
-    compiled = {}
+    sources = {}
     for name in _physics_function_names():
         if name in variants.values():
             continue  # compiled under the name it replaces
         fn = getattr(physics, variants.get(name, name))
-        code = fn.__code__ if precision == "double" else _float32_literals(fn.__code__)
+        sources[name] = (fn, fn.__code__ if precision == "double" else _float32_literals(fn.__code__))
+    return compile_set(sources, namespace, decorate)
+
+
+def compile_set(sources: dict, namespace: dict, decorate) -> types.SimpleNamespace:
+    """Compile a set of functions that call each other: each clone bound to the others' compiled versions.
+
+    ``sources`` maps each name to ``(function, code)``; ``namespace`` is the
+    globals dictionary the clones share (updated in place with the compiled
+    functions); ``decorate(clone, name)`` compiles one clone.
+    """
+    compiled = {}
+    for name, (fn, code) in sources.items():
         compiled[name] = decorate(rebind(fn, namespace, name, code), name)
         namespace[name] = compiled[name]
     return types.SimpleNamespace(**compiled)
@@ -124,3 +140,41 @@ def cuda_functions(precision: str = "double") -> types.SimpleNamespace:
     from numba import cuda
 
     return _build(lambda fn, name: cuda.jit(fn, device=True), precision)
+
+
+RNG_TARGETS = ("jit", "native", "python")
+
+
+@functools.cache
+def rng_functions(target: str = "jit") -> types.SimpleNamespace:
+    """The generators of :mod:`nbnumba.rng` (``rng.COMPILED``) built for ``target``.
+
+    ``jit``
+        ``numba.njit(cache=True)``: the module-level functions of
+        :mod:`nbnumba.rng`;
+    ``native``
+        ``numba.njit(error_model="numpy")``, for the native noise kernel of
+        :mod:`nbnumba.kernels.native_build`;
+    ``python``
+        plain Python (no Numba), bound to each other: the setup draws of the
+        command line.  The same numbers bit for bit, since the sources round
+        to float32 where C does and take powers of float32 values with
+        numpy's ``powf``.
+    """
+    from . import rng
+
+    if target not in RNG_TARGETS:
+        raise ValueError(f"target must be one of {RNG_TARGETS}, not {target!r}")
+    if target == "python":
+        def decorate(fn, name):
+            return fn
+    else:
+        from numba import njit
+
+        options = {"cache": True} if target == "jit" else {"error_model": "numpy"}
+
+        def decorate(fn, name):
+            return njit(**options)(fn)
+
+    sources = {name: (fn, fn.__code__) for name, fn in rng.SOURCES.items()}
+    return compile_set(sources, dict(vars(rng)), decorate)

@@ -128,108 +128,40 @@ def simulate(config: SimConfig, backend: str = "cpu", dtype: str = "float64",
 def render_flat(prep: Prepared, backend: str = "cpu", dtype: str = "float64",
                 out_dtype=np.float32, nthreads: int | None = None, tile_pixels: int | None = None,
                 progress=None) -> tuple[np.ndarray, float]:
-    """Run the kernel on a prepared run.
+    """Run the kernel on a prepared run (see :func:`nbnumba.kernels.driver.render_flat`).
 
     Returns the flat image (raster order) and the summed solid angle.  The
     CPU backend can write the pixel values before C's float32 rounding
     (``out_dtype=np.float64``, used by the finite-difference gradients); the
     CUDA backend always returns float32.
     """
-    n = prep.fpixels * prep.spixels
-    first_index = first_swept_pixel(prep)
-    if backend == "cuda":
-        from .kernels import cuda as kern
+    from .kernels import driver
 
-        return kern.render_cuda(prep, dtype=dtype, tile_pixels=tile_pixels, progress=progress,
-                                first_index=first_index)
-    interp_stop = n
-    if prep.config.mode == "parity" and prep.ip[_ip("IP_INTERPOLATE")]:
-        oor = np.zeros(n, dtype=np.int8)
-        cpu_pass("out_of_range", prep, dtype, oor, first_index=first_index, nthreads=nthreads)
-        hits = np.flatnonzero(oor)
-        if hits.size:
-            interp_stop = int(hits[0])
-    image = np.zeros(n, dtype=out_dtype)
-    omega_total = cpu_pass("render", prep, dtype, image, first_index=first_index, interp_stop=interp_stop,
-                           scale=prep.scale, nthreads=nthreads, progress=progress)
-    return image, omega_total
+    return driver.render_flat(prep, backend, dtype, out_dtype=out_dtype, nthreads=nthreads,
+                              tile_pixels=tile_pixels, progress=progress)
 
 
 def cpu_pass(kind: str, prep: Prepared, dtype: str, out: np.ndarray, first_index: int = -1,
-             interp_stop: int = 0, scale: float = 0.0, nthreads: int | None = None, progress=None) -> float:
+             interp_stop: int = 0, scale: float = 0.0, nthreads: int | None = None) -> float:
     """Run CPU kernel ``kind`` (``render``, ``out_of_range`` or ``phi_loop``) over every pixel.
 
-    Uses the native library (:mod:`nbnumba.kernels.native`) where it can be
-    built, else the Numba ``prange`` kernels; both compile the same physics
-    and give the same bits.  Returns the solid-angle sum for ``render``.
+    See :func:`nbnumba.kernels.driver.run_pass`.  Returns the solid-angle
+    sum for ``render``.
     """
-    from .kernels import native
+    from .kernels import driver
 
-    args = _kernel_arrays(prep, dtype)
-    kernel = native.load(kind, dtype, out.dtype.name)
-    if kernel is not None:
-        return native.run(kernel, args, first_index, interp_stop, scale, out, nthreads=nthreads,
-                          row=prep.fpixels, progress=progress)
-    from .compile import precision_of
-    from .kernels import cpu
-
-    kern = cpu.kernels(precision_of(dtype))
-    if nthreads is not None:
-        import numba
-
-        numba.set_num_threads(max(1, min(int(nthreads), numba.config.NUMBA_NUM_THREADS)))
-    if kind == "out_of_range":
-        kern.find_out_of_range(*args, first_index, out)
-        return 0.0
-    if kind == "phi_loop":
-        kern.find_phi_loop_pixels(*args, out)
-        return 0.0
-    n = out.size
-    if progress is None:
-        return kern.render_image(*args, first_index, interp_stop, scale, 0, out)
-    # with a progress report: render in whole-row chunks, about 5% each
-    step = max(prep.fpixels, -(-n // (20 * prep.fpixels)) * prep.fpixels)
-    omega_total = 0.0
-    for start in range(0, n, step):
-        chunk = out[start:start + step]
-        omega_total += kern.render_image(*args, first_index, interp_stop, scale, start, chunk)
-        progress(min(start + step, n) / n)
-    return omega_total
+    return driver.run_pass(kind, prep, dtype, out, first_index=first_index, interp_stop=interp_stop,
+                           scale=scale, nthreads=nthreads)
 
 
 def first_swept_pixel(prep: Prepared) -> int:
     """Raster index of the pixel whose first phi sweep starts from the unrotated cell.
 
-    That is the first rendered pixel, unless ``-dmin`` skips every source of
-    the first pixels (then C's carry-over state is still fresh when it
-    reaches a later pixel).  Only parity mode with a phi step of exactly 0
-    depends on it.
+    See :func:`nbnumba.kernels.driver.first_swept_pixel`.
     """
-    first = prep.first_pixel_index
-    if prep.config.mode != "parity" or first < 0 or not prep.fp[_ip("FP_DMIN")] > 0.0:
-        return first
-    if np.array_equal(prep.cells, prep.cells_first):
-        return first
-    flags = np.zeros(prep.fpixels * prep.spixels, dtype=np.int8)
-    cpu_pass("phi_loop", prep, "float64", flags)
-    hits = np.flatnonzero(flags)
-    return int(hits[0]) if hits.size else -1
+    from .kernels import driver
 
-
-def _ip(name):
-    from . import physics
-
-    return getattr(physics, name)
-
-
-def _kernel_arrays(prep: Prepared, dtype: str):
-    ft = np.float64 if dtype == "float64" else np.float32
-    # no copies in double precision: the kernels only read these arrays
-    return (
-        prep.fp.astype(ft, copy=False), prep.ip, prep.sources.astype(ft, copy=False),
-        prep.cells.astype(ft, copy=False), prep.cells_first.astype(ft, copy=False),
-        prep.fhkl.astype(ft, copy=False), prep.mask,
-    )
+    return driver.first_swept_pixel(prep)
 
 
 def roi_slices(prep: Prepared) -> tuple[slice, slice]:

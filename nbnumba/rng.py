@@ -49,7 +49,7 @@ the command line) does not reload the table once any earlier stream has used
 it; that stream then continues from the table left behind by the previous
 one.  To reproduce that, keep a single ran1 state, and swap only ``idum``
 with :func:`ran1_set_idum` when switching streams, passing the same state
-array to :func:`mosaic_umats_from_state` and :func:`poisson_image`.
+array to :func:`mosaic_umats_from_state` and :func:`nbnumba.kernels.noise.poisson_image`.
 """
 
 from __future__ import annotations
@@ -58,8 +58,7 @@ import math
 
 import numpy as np
 
-from nbnumba.compile import rebind
-from nbnumba.io._roi import roi_mask  # re-exported for callers of poisson_image
+from nbnumba.io._roi import roi_mask  # re-exported for callers of the noise image
 
 __all__ = [
     "DEFAULT_MOSAIC_SEED",
@@ -73,7 +72,6 @@ __all__ = [
     "new_poisson_state",
     "new_ran1_state",
     "poidev",
-    "poisson_image",
     "poisson_fill",
     "poisson_image_core",
     "roi_mask",
@@ -117,62 +115,6 @@ _GAMMLN_COF = np.array(
 )
 
 
-class _LazyJit:
-    """A function compiled with ``numba.njit(cache=True)`` on its first call.
-
-    Importing this module does not import Numba (the command line draws its
-    setup numbers with the plain-Python builds below).  The first call of any
-    decorated function compiles all of them together, each bound to the
-    compiled versions of the others.
-    """
-
-    def __init__(self, fn):
-        self.py_func = fn
-        self.__name__ = fn.__name__
-        self.__qualname__ = fn.__qualname__
-        self.__doc__ = fn.__doc__
-        self.__wrapped__ = fn
-
-    def __call__(self, *args):
-        return _jit_build()[self.__name__](*args)
-
-    def __repr__(self):
-        return f"<lazily compiled {self.__name__}>"
-
-
-_JIT = None
-
-
-def jit_functions(**options) -> dict:
-    """Every ``@njit`` function of this module compiled with ``numba.njit(**options)``.
-
-    Each is bound to the compiled versions of the others.  The module's own
-    functions use ``cache=True``; the native noise kernel
-    (:mod:`nbnumba.kernels.native_build`) builds its own set.
-    """
-
-    from numba import njit as numba_njit
-
-    namespace = dict(globals())
-    built = {}
-    for name, obj in list(globals().items()):
-        if isinstance(obj, _LazyJit):
-            built[name] = namespace[name] = numba_njit(rebind(obj.py_func, namespace), **options)
-    return built
-
-
-def _jit_build() -> dict:
-    global _JIT
-    if _JIT is None:
-        _JIT = jit_functions(cache=True)
-    return _JIT
-
-
-def njit(*args, **kwargs):
-    """``@njit(cache=True)`` compiled lazily (see :class:`_LazyJit`)."""
-    return _LazyJit
-
-
 _F32_ONE = np.float32(1.0)
 _F32_MINUS_ONE = np.float32(-1.0)
 _F32_THIRD = np.float32(1.0 / 3.0)
@@ -199,7 +141,6 @@ def new_ran1_state(seed: int) -> np.ndarray:
     return state
 
 
-@njit(cache=True)
 def ran1_set_idum(state, idum):
     """Replace ``idum`` in `state`, keeping the shared shuffle table.
 
@@ -220,7 +161,6 @@ def ran1_set_idum(state, idum):
     return old
 
 
-@njit(cache=True)
 def ran1(state):
     """Draw one uniform deviate in (0, 1) exactly as C's ``ran1``.
 
@@ -264,7 +204,6 @@ def ran1(state):
     return temp
 
 
-@njit(cache=True)
 def ran1_sequence(state, n):
     """Draw `n` consecutive ran1 values.
 
@@ -286,7 +225,6 @@ def ran1_sequence(state, n):
     return out
 
 
-@njit(cache=True)
 def gammln(xx):
     """Natural log of the gamma function, single-precision result as in C.
 
@@ -325,7 +263,6 @@ def new_poisson_state() -> np.ndarray:
     return pstate
 
 
-@njit(cache=True)
 def gaussdev(state, pstate):
     """Unit-variance normal deviate (polar Box-Muller) as C's ``gaussdev``.
 
@@ -360,7 +297,6 @@ def gaussdev(state, pstate):
     return np.float32(pstate[4])
 
 
-@njit(cache=True)
 def poidev(xm, state, pstate):
     """Poisson deviate of mean `xm` exactly as C's ``poidev``.
 
@@ -421,7 +357,6 @@ def poidev(xm, state, pstate):
     return em
 
 
-@njit(cache=True)
 def mosaic_rotation_umat(mosaicity, state):
     """Random rotation matrix on a spherical cap, as C's ``mosaic_rotation_umat``.
 
@@ -443,8 +378,9 @@ def mosaic_rotation_umat(mosaicity, state):
     r2 = 2.0 * np.float64(ran1(state)) - 1.0
     r3 = 2.0 * np.float64(ran1(state)) - 1.0
     xyrad = math.sqrt(1.0 - r2 * r2)
-    # C multiplies the float parameter by powf(): single-precision product.
-    rot = np.float64(mos * math.pow(np.float32(1.0 - r3 * r3), _F32_THIRD))
+    # C multiplies the float parameter by powf(): single-precision power and product
+    # (numpy's float32 power is powf, in Numba and in plain Python alike).
+    rot = np.float64(mos * np.power(np.float32(1.0 - r3 * r3), _F32_THIRD))
     v1 = xyrad * math.sin(math.pi * r1)
     v2 = xyrad * math.cos(math.pi * r1)
     v3 = r2
@@ -468,7 +404,6 @@ def mosaic_rotation_umat(mosaicity, state):
     return umat
 
 
-@njit(cache=True)
 def mosaic_umats_from_state(mosaic_spread_rad, n_domains, state):
     """Mosaic domain matrices drawn from an existing ran1 state.
 
@@ -523,7 +458,6 @@ def mosaic_umats(mosaic_spread_rad: float, n_domains: int, seed: int = DEFAULT_M
     return mosaic_umats_from_state(float(mosaic_spread_rad), int(n_domains), state)
 
 
-@njit(cache=True)
 def _umat2misset_core(umat):
     uxx, uxy, uxz = umat[0], umat[1], umat[2]
     uyx, uyy, uyz = umat[3], umat[4], umat[5]
@@ -638,7 +572,6 @@ def umat2misset(umat) -> tuple[float, float, float]:
     return float(rx), float(ry), float(rz)
 
 
-@njit(cache=True)
 def _to_ushort(value):
     # C converts the double to unsigned short through a 32-bit signed
     # truncation on x86-64; NaN and out-of-range values become INT_MIN.
@@ -647,7 +580,6 @@ def _to_ushort(value):
     return np.uint16(np.int64(value) & 0xFFFF)
 
 
-@njit(cache=True)
 def poisson_image_core(float_image, mask, adc_offset, state, pstate):
     """Noise loop on a flat float32 image (raster order).
 
@@ -675,7 +607,6 @@ def poisson_image_core(float_image, mask, adc_offset, state, pstate):
     return out, total, overloads
 
 
-@njit(cache=True)
 def poisson_fill(float_image, mask, adc_offset, state, pstate, out):
     """The noise loop of :func:`poisson_image_core`, writing into ``out``.
 
@@ -698,133 +629,64 @@ def poisson_fill(float_image, mask, adc_offset, state, pstate, out):
     return total, overloads
 
 
-def poisson_image(float_image, roi, seed, adc_offset: float = 40.0, fpixels: int | None = None):
-    """Poisson-noise image exactly as C's ``-noisefile`` loop.
-
-    Pixels are visited in raster order (slow index outer); each pixel inside
-    the region of interest gets ``poidev(value)``; the deviates are summed,
-    `adc_offset` is added, values above 65535 are clipped to 65535 and
-    counted as overloads, and the result is truncated to unsigned 16 bits.
-
-    Parameters
-    ----------
-    float_image : array_like
-        float32 image, 1-D (raster order) or 2-D ``(spixels, fpixels)``.
-        Other dtypes are rounded to float32 first, as C's float image is.
-    roi : None, numpy.ndarray of bool, or tuple
-        None for every pixel; a boolean mask with one entry per pixel; or
-        ``(xmin, xmax, ymin, ymax)`` inclusive pixel bounds on the fast (x)
-        and slow (y) axes, tested as C tests them.
-    seed : int or numpy.ndarray
-        Seed as C stores it (already negated, e.g. ``-12345`` for
-        ``-seed 12345``), or an existing ran1 state array that is used and
-        advanced in place (see the module docstring on the shared table).
-    adc_offset : float, optional
-        ADC offset added to each deviate (C default 40).
-    fpixels : int, optional
-        Fast-axis size, needed only for a 1-D image with an ROI tuple.
-
-    Returns
-    -------
-    image : numpy.ndarray
-        uint16 image with the shape of `float_image`; 0 outside the ROI.
-    photon_sum : float
-        Sum of the deviates (before the offset).
-    overloads : int
-        Number of pixels clipped at 65535.
-    """
-    img = np.asarray(float_image)
-    shape = img.shape
-    flat = np.ascontiguousarray(img.reshape(-1), dtype=np.float32)
-    mask = roi_mask(shape, roi, fpixels)
-    if isinstance(seed, np.ndarray):
-        state = seed
-    else:
-        state = new_ran1_state(int(seed))
-    pstate = new_poisson_state()
-    from .kernels import native
-
-    kernel = native.load("noise", "float32", "uint16")
-    if kernel is not None:
-        out, total, overloads = native.run_noise(kernel, flat, mask, float(adc_offset), state, pstate)
-    else:
-        out, total, overloads = poisson_image_core(flat, mask, float(adc_offset), state, pstate)
-    return out.reshape(shape), float(total), int(overloads)
-
-
 # ---------------------------------------------------------------------------
-# Plain-Python builds of the setup generators.
+# Compiled builds.
 #
-# Drawing a handful of mosaic or misset matrices takes microseconds, but
-# loading a compiled Numba function from the cache takes a large fraction of
-# a second; the command line uses these plain-Python builds of the very same
-# functions for setup.  ``math.pow`` on two float32 values is C's ``powf``
-# under Numba; the plain-Python build calls the C library's ``powf`` too.
-class _PowfMath:
-    """``math`` with ``pow`` rounding like C's ``powf`` for float32 inputs."""
+# The functions above are plain Python; nbnumba.compile.rng_functions compiles
+# them the way it compiles the physics (a clone per target, bound to the other
+# clones of that target).  The module-level names below are the Numba build
+# (``njit(cache=True)``, compiled on first call); the ``*_python`` functions use
+# the plain-Python build: drawing a handful of setup matrices takes
+# microseconds, but loading compiled code takes a large fraction of a second,
+# so the command line draws its setup numbers without Numba.
+COMPILED = ("ran1_set_idum", "ran1", "ran1_sequence", "gammln", "gaussdev", "poidev", "mosaic_rotation_umat",
+            "mosaic_umats_from_state", "_umat2misset_core", "_to_ushort", "poisson_image_core", "poisson_fill")
+"""The functions compiled as a set by :func:`nbnumba.compile.rng_functions`."""
 
-    def __init__(self):
-        import ctypes
-        import ctypes.util
-
-        libm = ctypes.CDLL(ctypes.util.find_library("m") or None)
-        self._powf = libm.powf
-        self._powf.restype = ctypes.c_float
-        self._powf.argtypes = (ctypes.c_float, ctypes.c_float)
-
-    def pow(self, x, y):
-        if isinstance(x, np.float32) and isinstance(y, np.float32):
-            return np.float32(self._powf(float(x), float(y)))
-        return math.pow(x, y)
-
-    def __getattr__(self, name):
-        return getattr(math, name)
+SOURCES = {name: globals()[name] for name in COMPILED}
+"""Their plain-Python sources, whatever the module-level names are bound to."""
 
 
-def _python_build(names):
+def _build(target: str):
+    from .compile import rng_functions
 
-    namespace = dict(globals())
-    namespace["math"] = _PowfMath()
-    built = {}
-    for name in names:
-        fn = globals()[name]
-        built[name] = namespace[name] = rebind(getattr(fn, "py_func", fn), namespace)
-    return built
+    return rng_functions(target)
 
 
-_PY = None
-_PYTHON_BUILT = ["ran1", "mosaic_rotation_umat", "mosaic_umats_from_state", "_umat2misset_core"]
+def _jit_entry(name: str):
+    source = SOURCES[name]
+
+    def entry(*args):
+        return getattr(_build("jit"), name)(*args)
+
+    entry.__name__ = entry.__qualname__ = name
+    entry.__doc__ = source.__doc__
+    entry.__wrapped__ = entry.py_func = source
+    return entry
+
+
+for _name in COMPILED:
+    globals()[_name] = _jit_entry(_name)
+del _name
 
 
 def umat2misset_python(umat) -> tuple[float, float, float]:
     """:func:`umat2misset` without Numba."""
-    global _PY
-    if _PY is None:
-        _PY = _python_build(_PYTHON_BUILT)
-    r = _PY["_umat2misset_core"](np.ascontiguousarray(umat, dtype=np.float64))
+    r = _build("python")._umat2misset_core(np.ascontiguousarray(umat, dtype=np.float64))
     return float(r[0]), float(r[1]), float(r[2])
 
 
 def mosaic_umats_python(mosaic_spread_rad: float, n_domains: int, seed: int = DEFAULT_MOSAIC_SEED) -> np.ndarray:
     """:func:`mosaic_umats` without Numba (same numbers, no compiled-code load)."""
-    global _PY
-    if _PY is None:
-        _PY = _python_build(_PYTHON_BUILT)
     state = new_ran1_state(seed)
-    return _PY["mosaic_umats_from_state"](float(mosaic_spread_rad), int(n_domains), state)
+    return _build("python").mosaic_umats_from_state(float(mosaic_spread_rad), int(n_domains), state)
 
 
 def mosaic_rotation_umat_python(mosaicity: float, state) -> np.ndarray:
     """:func:`mosaic_rotation_umat` without Numba."""
-    global _PY
-    if _PY is None:
-        _PY = _python_build(_PYTHON_BUILT)
-    return _PY["mosaic_rotation_umat"](mosaicity, state)
+    return _build("python").mosaic_rotation_umat(mosaicity, state)
 
 
 def ran1_python(state) -> float:
     """:func:`ran1` without Numba."""
-    global _PY
-    if _PY is None:
-        _PY = _python_build(_PYTHON_BUILT)
-    return _PY["ran1"](state)
+    return _build("python").ran1(state)

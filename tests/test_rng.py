@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from nbnumba import rng
+from nbnumba.kernels.noise import poisson_image
 
 GOLDEN = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
 
@@ -238,7 +239,7 @@ def test_poisson_image_reproduces_golden_noise(case):
     raw = (folder / "noise.img").read_bytes()
     expected = np.frombuffer(raw, dtype="<u2", offset=512).reshape(spix, fpix)
 
-    noise, total, overloads = rng.poisson_image(image, None, seed)
+    noise, total, overloads = poisson_image(image, None, seed)
     assert noise.dtype == np.uint16
     assert np.array_equal(noise, expected)
     c_sum, c_overloads = _photons_line((folder / "stdout.txt").read_text())
@@ -248,7 +249,7 @@ def test_poisson_image_reproduces_golden_noise(case):
 
 def test_poisson_image_cubic_roi_offset_matches_c():
     image = np.fromfile(golden_case("cubic_outputs") / "float.bin", dtype="<f4")
-    noise, total, overloads = rng.poisson_image(image, (10, 40, 5, 50), -4242, adc_offset=10.0, fpixels=64)
+    noise, total, overloads = poisson_image(image, (10, 40, 5, 50), -4242, adc_offset=10.0, fpixels=64)
     assert noise.shape == (64 * 64,)
     assert (total, overloads, sha(noise)) == NOISE_CUBIC_ROI
     outside = ~rng.roi_mask((64, 64), (10, 40, 5, 50))
@@ -257,7 +258,7 @@ def test_poisson_image_cubic_roi_offset_matches_c():
 
 def test_poisson_image_water_other_seed_matches_c():
     image = np.fromfile(golden_case("noise_levels") / "float.bin", dtype="<f4").reshape(64, 64)
-    noise, total, overloads = rng.poisson_image(image, (0, 63, 0, 63), -99, adc_offset=0.0)
+    noise, total, overloads = poisson_image(image, (0, 63, 0, 63), -99, adc_offset=0.0)
     assert (total, overloads, sha(noise)) == NOISE_WATER_SEED99
 
 
@@ -270,7 +271,7 @@ def test_poisson_image_water_other_seed_matches_c():
     ],
 )
 def test_poisson_image_all_branches_match_c(nan_value, seed, adc, roi, expected):
-    noise, total, overloads = rng.poisson_image(synthetic_image(nan_value), roi, seed, adc_offset=adc)
+    noise, total, overloads = poisson_image(synthetic_image(nan_value), roi, seed, adc_offset=adc)
     exp_total, exp_overloads, exp_sha = expected
     if math.isnan(exp_total):
         assert math.isnan(total)
@@ -284,7 +285,7 @@ def test_poisson_image_mask_and_state_argument():
     image = synthetic_image(5.0)
     mask = np.zeros(image.shape, dtype=bool)
     mask[2:36, 3:31] = True
-    by_tuple = rng.poisson_image(image, (3, 30, 2, 35), -8)
-    by_mask = rng.poisson_image(image, mask, rng.new_ran1_state(-8))
+    by_tuple = poisson_image(image, (3, 30, 2, 35), -8)
+    by_mask = poisson_image(image, mask, rng.new_ran1_state(-8))
     assert np.array_equal(by_tuple[0], by_mask[0])
     assert by_tuple[1:] == by_mask[1:]

@@ -149,7 +149,7 @@ class Frame:
     @cached_property
     def noise(self) -> NoiseImage:
         """C's Poisson-noise image (needs :attr:`seed`)."""
-        from nbnumba.rng import poisson_image
+        from nbnumba.kernels.noise import poisson_image
 
         if self.seed is None:
             raise ValueError("a noise image needs a seed")

@@ -29,28 +29,12 @@ def dependency_hash() -> str:
     return digest.hexdigest()
 
 
-def _physics_aware(base):
-    class Locator(base):
-        def get_source_stamp(self):
-            return (super().get_source_stamp(), dependency_hash())
-
-        @classmethod
-        def from_function(cls, py_func, py_file):
-            if os.path.dirname(os.path.abspath(py_file)) != _KERNEL_DIR:
-                return None
-            return super().from_function(py_func, py_file)
-
-    Locator.__name__ = Locator.__qualname__ = "PhysicsAware" + base.__name__.lstrip("_")
-    return Locator
+def _accepts(py_file: str) -> bool:
+    return os.path.dirname(os.path.abspath(py_file)) == _KERNEL_DIR
 
 
 def install() -> None:
     """Register the physics-aware locators (idempotent)."""
-    from numba.core import caching
+    from . import _numba_internals
 
-    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
-    if getattr(impl, "_nbnumba_locators", False):
-        return
-    bases = [cls for cls in impl._locator_classes if cls.__name__ not in _EXCLUDED]
-    impl._locator_classes[:0] = [_physics_aware(cls) for cls in bases]
-    impl._nbnumba_locators = True
+    _numba_internals.add_stamped_locators("PhysicsAware", dependency_hash, _accepts, exclude=_EXCLUDED)

@@ -42,18 +42,27 @@ def render_image(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
     return omega_total
 
 
-def find_out_of_range(fp, ip, sources, cells, cells_first, fhkl, mask, first_index, out_of_range):
-    """Flag pixels whose interpolation stencil leaves the HKL grid."""
-    for idx in prange(out_of_range.size):
-        out_of_range[idx] = raster_pixel_out_of_range(
-            idx, fp, ip, sources, cells, cells_first, fhkl, mask, first_index
+def find_out_of_range(fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale,
+                      start, out_of_range):
+    """Flag pixels ``start ..`` whose interpolation stencil leaves the HKL grid (returns 0.0)."""
+    for i in prange(out_of_range.size):
+        out_of_range[i] = raster_pixel_out_of_range(
+            start + i, fp, ip, sources, cells, cells_first, fhkl, mask, first_index
         )
+    return 0.0
 
 
-def find_phi_loop_pixels(fp, ip, sources, cells, cells_first, fhkl, mask, flags):
-    """Flag the rendered pixels where some sub-pixel/source passes ``-dmin``."""
-    for idx in prange(flags.size):
-        flags[idx] = raster_pixel_runs_phi_loop(idx, fp, ip, sources, cells, cells_first, fhkl, mask)
+def find_phi_loop_pixels(fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale,
+                         start, flags):
+    """Flag the rendered pixels ``start ..`` where some sub-pixel/source passes ``-dmin`` (returns 0.0)."""
+    for i in prange(flags.size):
+        flags[i] = raster_pixel_runs_phi_loop(start + i, fp, ip, sources, cells, cells_first, fhkl, mask)
+    return 0.0
+
+
+# the kernel of each kind of pass (nbnumba.kernels.driver); all take the
+# run constants of nbnumba.kernels.interface, then start and the output
+KERNEL_OF_KIND = {"render": "render_image", "out_of_range": "find_out_of_range", "phi_loop": "find_phi_loop_pixels"}
 
 
 @functools.cache

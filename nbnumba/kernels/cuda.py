@@ -2,21 +2,23 @@
 
 The per-pixel body is :func:`nbnumba.physics.render_raster_pixel`, compiled
 as a CUDA device function by :func:`nbnumba.compile.cuda_functions` -- the
-same source the CPU kernel compiles.  Large detectors are rendered in tiles
-of whole pixel runs so device memory stays bounded; the output does not
-depend on the tiling.
+same source the CPU kernel compiles.  :class:`CudaBackend` only launches:
+which pixels, in which tiles, and the parity pre-passes are decided by
+:mod:`nbnumba.kernels.driver`; the output does not depend on the tiling.
+
+numba-cuda 0.30 refers to ``numpy.row_stack``, which numpy 2.5 removed.
+Rather than patching numpy for the whole process, the alias is put in place
+only while numba-cuda is imported and the kernels are compiled (they
+compile at their first launch, so launches are inside it too:
+:func:`_numpy_row_stack`), and removed again afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
-
-if not hasattr(np, "row_stack"):  # numpy >= 2.5 removed it; numba-cuda 0.30 still registers it
-    np.row_stack = np.vstack
-
-from numba import cuda  # noqa: E402
 
 from ..compile import cuda_functions, precision_of, rebind
 
@@ -25,8 +27,37 @@ DEFAULT_TILE_PIXELS = 1 << 22  # about 4 million pixels, 64 MB of outputs
 
 
 # bound per precision by _kernels(); the kernels are compiled from clones
+cuda = None
 _render_raster_pixel = None
 _raster_pixel_out_of_range = None
+
+
+@contextlib.contextmanager
+def _numpy_row_stack():
+    """``numpy.row_stack`` as an alias of ``vstack`` for the duration of the block, where numpy lacks it."""
+    missing = "row_stack" not in np.__dict__
+    if missing:
+        np.row_stack = np.vstack
+    try:
+        yield
+    finally:
+        if missing:
+            del np.row_stack
+
+
+@functools.cache
+def _cuda():
+    """``numba.cuda``, imported with the numpy alias numba-cuda needs."""
+    import importlib
+
+    with _numpy_row_stack():
+        from numba import cuda as module
+
+        try:  # the module that refers to numpy.row_stack, otherwise imported at the first compilation
+            importlib.import_module("numba.cuda.np.arrayobj")
+        except ImportError:  # pragma: no cover - layout of other numba-cuda versions
+            pass
+    return module
 
 
 def render_tile(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
@@ -48,7 +79,7 @@ def render_tile(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
 
 
 def out_of_range_tile(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
-                      start, flags):
+                      interp_stop, scale, start, flags):
     """Flag the tile's pixels whose interpolation stencil leaves the grid."""
     t = cuda.grid(1)
     if t >= flags.size:
@@ -61,68 +92,65 @@ def out_of_range_tile(fp, ip, sources, cells, cells_first, fhkl, mask, first_ind
 @functools.cache
 def _kernels(precision: str = "double"):
     """``render_tile`` and ``out_of_range_tile`` bound to the physics build of ``precision``."""
-    phys = cuda_functions(precision)
-    namespace = dict(globals())
-    namespace.update(_render_raster_pixel=phys.render_raster_pixel,
-                     _raster_pixel_out_of_range=phys.raster_pixel_out_of_range)
-    return tuple(cuda.jit(rebind(fn, namespace)) for fn in (render_tile, out_of_range_tile))
+    module = _cuda()
+    with _numpy_row_stack():
+        phys = cuda_functions(precision)
+        namespace = dict(globals())
+        namespace.update(cuda=module, _render_raster_pixel=phys.render_raster_pixel,
+                         _raster_pixel_out_of_range=phys.raster_pixel_out_of_range)
+        return tuple(module.jit(rebind(fn, namespace)) for fn in (render_tile, out_of_range_tile))
 
 
-def render_cuda(prep, dtype: str = "float64", tile_pixels: int | None = None, progress=None,
-                threads_per_block: int = THREADS_PER_BLOCK, first_index: int | None = None):
-    """Render a prepared run on the GPU.
+class CudaBackend:
+    """Launch on the GPU (or Numba's CUDA simulator); the output is always float32."""
 
-    Returns the flat float32 ``image`` (raster order) and the summed solid
-    angle of the rendered sub-pixels.
-    """
-    render_tile, out_of_range_tile = _kernels(precision_of(dtype))
-    ft = np.float64 if dtype == "float64" else np.float32
-    n = prep.fpixels * prep.spixels
-    tile = int(tile_pixels or DEFAULT_TILE_PIXELS)
-    tile = max(1, min(tile, n))
-    d_fp = cuda.to_device(prep.fp.astype(ft))
-    d_ip = cuda.to_device(prep.ip)
-    d_sources = cuda.to_device(prep.sources.astype(ft))
-    d_cells = cuda.to_device(prep.cells.astype(ft))
-    d_cells_first = cuda.to_device(prep.cells_first.astype(ft))
-    d_fhkl = cuda.to_device(prep.fhkl.astype(ft))
-    d_mask = cuda.to_device(prep.mask)
-    first = prep.first_pixel_index if first_index is None else first_index
-    consts = (d_fp, d_ip, d_sources, d_cells, d_cells_first, d_fhkl, d_mask, first)
+    name = "cuda"
 
-    # only the raster span of the ROI is launched
-    xmin, xmax, ymin, ymax = prep.roi
-    first_idx = max(ymin, 0) * prep.fpixels + max(xmin, 0)
-    last_idx = min(min(ymax, prep.spixels - 1) * prep.fpixels + min(xmax, prep.fpixels - 1) + 1, n)
-    if last_idx <= first_idx:
-        return np.zeros(n, dtype=np.float32), 0.0
+    def __init__(self, dtype: str = "float64", threads_per_block: int = THREADS_PER_BLOCK):
+        self.dtype = dtype
+        self.threads_per_block = threads_per_block
+        self._buffers: dict = {}
 
-    interp_stop = n
-    from .. import physics
+    def upload(self, arrays):
+        """The run constants copied to the device (same order as ``arrays``)."""
+        cuda_module = _cuda()
+        return tuple(cuda_module.to_device(a) for a in arrays)
 
-    if prep.config.mode == "parity" and prep.ip[physics.IP_INTERPOLATE]:
-        for start in range(first_idx, last_idx, tile):
-            count = min(tile, last_idx - start)
-            d_flags = cuda.device_array(count, dtype=np.int8)
-            blocks = (count + threads_per_block - 1) // threads_per_block
-            out_of_range_tile[blocks, threads_per_block](*consts, start, d_flags)
-            hits = np.flatnonzero(d_flags.copy_to_host())
-            if hits.size:
-                interp_stop = start + int(hits[0])
-                break
+    def tiles(self, lo: int, hi: int, tile_pixels: int | None) -> list[tuple[int, int]]:
+        """Tiles of ``tile_pixels`` (default about 4 million) pixels: bounds device memory."""
+        step = max(1, min(int(tile_pixels or DEFAULT_TILE_PIXELS), hi - lo))
+        return [(a, min(a + step, hi)) for a in range(lo, hi, step)]
 
-    image = np.zeros(n, dtype=np.float32)
-    omega_total = 0.0
-    d_image = cuda.device_array(tile, dtype=np.float32)
-    d_omega = cuda.device_array(tile, dtype=ft)
-    for start in range(first_idx, last_idx, tile):
-        count = min(tile, last_idx - start)
-        img_view = d_image[:count]
-        om_view = d_omega[:count]
-        blocks = (count + threads_per_block - 1) // threads_per_block
-        render_tile[blocks, threads_per_block](*consts, interp_stop, prep.scale, start, img_view, om_view)
-        image[start:start + count] = img_view.copy_to_host()
-        omega_total += float(om_view.copy_to_host().sum(dtype=np.float64))
+    def _buffer(self, name: str, size: int, dtype):
+        held = self._buffers.get(name)
+        if held is None or held.size < size:
+            held = self._buffers[name] = _cuda().device_array(size, dtype=dtype)
+        return held[:size]
+
+    def launch(self, kind: str, arrays, first_index: int, interp_stop: int, scale: float, start: int,
+               out: np.ndarray, progress=None) -> float:
+        """Run ``kind`` (``render`` or ``out_of_range``) on pixels ``start ..`` into host array ``out``.
+
+        ``progress`` is called with 1.0 once the launch is done.
+        """
+        render, out_of_range = _kernels(precision_of(self.dtype))
+        count = out.size
+        blocks = (count + self.threads_per_block - 1) // self.threads_per_block
+        if kind == "out_of_range":
+            flags = self._buffer("flags", count, np.int8)
+            with _numpy_row_stack():
+                out_of_range[blocks, self.threads_per_block](*arrays, first_index, interp_stop, scale, start, flags)
+            out[...] = flags.copy_to_host()
+            return 0.0
+        if kind != "render":
+            raise ValueError(f"the CUDA backend has no {kind!r} kernel")
+        ft = np.float64 if self.dtype == "float64" else np.float32
+        image = self._buffer("image", count, np.float32)
+        omega = self._buffer("omega", count, ft)
+        with _numpy_row_stack():
+            render[blocks, self.threads_per_block](*arrays, first_index, interp_stop, scale, start, image, omega)
+        out[...] = image.copy_to_host()
+        total = float(omega.copy_to_host().sum(dtype=np.float64))
         if progress is not None:
-            progress((start + count - first_idx) / max(last_idx - first_idx, 1))
-    return image, omega_total
+            progress(1.0)
+        return total

@@ -2,16 +2,17 @@
 
 :mod:`nbnumba.kernels.native_build` compiles the shared physics into a small
 shared library once per source version and CPU; this module finds it in the
-cache (building it on first use), loads it with :mod:`ctypes` and runs it on
-a pool of threads over chunks of whole rows.  ctypes releases the GIL during
-each call, so the threads render in parallel like the ``prange`` kernel.
+cache (building it on first use), checks it, loads it with :mod:`ctypes` and
+runs it on a pool of threads over chunks of whole rows.  ctypes releases the
+GIL during each call, so the threads render in parallel like the ``prange``
+kernel.
 
 Which CPU kernel runs is chosen by the ``NBNUMBA_CPU_KERNEL`` environment
 variable:
 
 ``auto`` (default)
     the native library where one can be built (Linux with a C compiler to
-    link it), else the Numba ``prange`` kernel;
+    link it), else the Numba ``prange`` kernel (saying so once, with why);
 ``native``
     the native library; an error if it cannot be built;
 ``jit``
@@ -19,20 +20,43 @@ variable:
 
 Libraries live in ``$NBNUMBA_CACHE_DIR`` (default
 ``$XDG_CACHE_HOME/nbnumba`` or ``~/.cache/nbnumba``), one per kernel kind,
-precision and output type, keyed on a hash of the physics sources and of the
-CPU model and feature flags.  A failed build leaves a ``.failed`` note so
-later runs go straight to the JIT kernel; delete the folder to retry.
+precision and output type, keyed on a hash of the physics sources, of the
+kernel interface (:data:`~nbnumba.kernels.interface.INTERFACE_HASH`), of the
+Numba and llvmlite versions and of the CPU model and feature flags.
+
+The cache is shared state that another user or a crashed run may have
+touched, so nothing in it is trusted:
+
+* the folder must be owned by the current user and closed to writes by
+  group and others, else a private per-user folder under the temporary
+  directory is used (or, failing that, the JIT kernel), with one warning;
+* each library has a record (``.json``) of its key, kind, precisions,
+  interface hash, Numba and llvmlite versions, size and SHA-256; a library
+  is loaded only when it is a regular file owned by the user, not writable
+  by others, and matches its record byte for byte (it is loaded through the
+  very file descriptor that was checked).  Anything else -- truncated,
+  corrupt, swapped from another key -- is rebuilt, never loaded;
+* lock, note and temporary files are opened without following symbolic
+  links, and an existing file is never truncated (records and notes are
+  written to a new temporary and renamed);
+* a failed build leaves a ``.failed`` note so later runs go straight to the
+  JIT kernel; the note is ignored once Numba, llvmlite, the interface or the
+  linker changed, or when the failure was transient (a full disk, an I/O
+  error).
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import functools
 import hashlib
 import itertools
 import json
 import os
 import queue
+import re
+import stat
 import sys
 import threading
 import warnings
@@ -40,12 +64,26 @@ import warnings
 import numpy as np
 
 from ..errors import ConfigError
+from . import interface
+from ._numba_internals import installed_versions
 
-ABI_VERSION = 1  # bump when the C signature in native_build changes
 KERNEL_CHOICES = ("auto", "native", "jit")
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SOURCES = ("physics.py", "compile.py", "rng.py", os.path.join("kernels", "native_build.py"))
+_SOURCES = ("physics.py", "compile.py", "rng.py", os.path.join("kernels", "native_build.py"),
+            os.path.join("kernels", "interface.py"))
+RECORD_LIMIT = 1 << 16  # bytes: a record or note larger than this is not one of ours
+TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.ENOMEM, errno.EINTR,
+                              errno.EBUSY, errno.ETXTBSY, errno.EMFILE, errno.ENFILE})
+_TRANSIENT_TEXT = ("No space left on device", "Disk quota exceeded", "Input/output error",
+                   "Resource temporarily unavailable", "Cannot allocate memory")
+_SYMBOL = re.compile(r"[A-Za-z0-9_.$]{1,4096}")
 _loaded: dict = {}
+_warned: set = set()
+_held_fds: dict = {}  # (device, inode, sha256) -> open descriptor a library was loaded through
+
+
+class _Fallback(Exception):
+    """The native kernel cannot be used here; the message says why."""
 
 
 def kernel_choice() -> str:
@@ -57,12 +95,60 @@ def kernel_choice() -> str:
 
 
 def cache_dir() -> str:
-    """Folder of the native kernel libraries."""
+    """Folder of the native kernel libraries, as configured (see :func:`safe_cache_dir`)."""
     explicit = os.environ.get("NBNUMBA_CACHE_DIR")
     if explicit:
         return explicit
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "nbnumba")
+
+
+def private_cache_dir() -> str:
+    """The per-user fallback folder (mode 0700 under the temporary directory)."""
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"nbnumba-kernels-{os.geteuid()}")
+
+
+def _warn_once(topic: str, message: str) -> None:
+    if topic not in _warned:
+        _warned.add(topic)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def _is_private(st: os.stat_result) -> bool:
+    """Owned by this user and not writable by group or others."""
+    return st.st_uid == os.geteuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _folder_problem(path: str) -> str | None:
+    """None when ``path`` is (or was made) a private folder of this user, else what is wrong with it."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+    except OSError as exc:
+        return f"cannot create {path} ({exc.strerror or exc})"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{path} is not a folder"
+    if st.st_uid != os.geteuid():
+        return f"{path} belongs to another user"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} is writable by group or others"
+    return None
+
+
+def safe_cache_dir() -> str:
+    """The configured cache folder when it is safe, else the private one; raises :class:`_Fallback` if neither is."""
+    folder = cache_dir()
+    problem = _folder_problem(folder)
+    if problem is None:
+        return folder
+    private = private_cache_dir()
+    second = _folder_problem(private)
+    if second is not None:
+        raise _Fallback(f"no safe kernel cache: {problem}; {second}")
+    _warn_once("folder", f"nbnumba: {problem}: using the private kernel cache {private} instead")
+    return private
 
 
 def _cpu_identity() -> str:
@@ -84,20 +170,28 @@ def _cpu_identity() -> str:
 
 @functools.cache
 def _sources_and_cpu() -> bytes:
-    """What every library depends on: the compiled sources and the CPU (read once a process)."""
+    """What every library depends on: sources, interface, Numba/llvmlite versions, CPU (read once a process)."""
     digest = hashlib.sha256()
     for name in _SOURCES:
         with open(os.path.join(_PACKAGE_DIR, name), "rb") as handle:
             digest.update(handle.read())
-    digest.update(f"{ABI_VERSION}|{_cpu_identity()}".encode())
+    versions = installed_versions()
+    digest.update(f"{interface.INTERFACE_HASH}|{versions['numba']}|{versions['llvmlite']}|{_cpu_identity()}".encode())
     return digest.digest()
 
 
 def library_key(kind: str, dtype: str, out_dtype: str) -> str:
-    """Cache key of one kernel library: sources, ABI, kernel variant and CPU."""
+    """Cache key of one kernel library: sources, interface, versions, kernel variant and CPU."""
     digest = hashlib.sha256(_sources_and_cpu())
     digest.update(f"{kind}|{dtype}|{out_dtype}".encode())
     return f"{kind}-{dtype}-{out_dtype}-{digest.hexdigest()[:24]}"
+
+
+def expected_record(key: str, kind: str, dtype: str, out_dtype: str) -> dict:
+    """The fields a library's record must hold (besides symbol, size and sha256)."""
+    versions = installed_versions()
+    return {"key": key, "kind": kind, "dtype": dtype, "out_dtype": out_dtype,
+            "interface": interface.INTERFACE_HASH, "numba": versions["numba"], "llvmlite": versions["llvmlite"]}
 
 
 def supported() -> bool:
@@ -110,19 +204,14 @@ class NativeKernel:
 
     ``render``, ``out_of_range`` and ``phi_loop`` are serial loops over a
     range of raster pixels (run them with :func:`run`); ``noise`` is the
-    Poisson loop (:func:`run_noise`).
+    Poisson loop (:func:`run_noise`).  ``path`` is the checked file the
+    library is loaded from (a ``/proc/self/fd`` path on Linux).
     """
 
     def __init__(self, path: str, symbol: str, kind: str, dtype: str, out_dtype: str):
         self.library = ctypes.CDLL(path)
         fn = self.library[symbol]
-        p = ctypes.c_void_p
-        i64 = ctypes.c_int64
-        if kind == "noise":
-            fn.argtypes = [p, p, i64, ctypes.c_double, p, p, p, p]
-        else:
-            fn.argtypes = [p, i64, p, i64, p, i64, i64, p, i64, i64, i64, p, p, i64, i64, i64, p, i64, i64, i64,
-                           ctypes.c_double, i64, i64, p]
+        fn.argtypes = interface.noise_ctypes_argtypes() if kind == "noise" else interface.ctypes_argtypes()
         fn.restype = ctypes.c_double
         self.fn = fn
         self.kind = kind
@@ -130,39 +219,279 @@ class NativeKernel:
         self.out_dtype = np.dtype(out_dtype)
 
 
-def _build_or_fail(kind, dtype, out_dtype, folder, key):
+# --- files in the cache: never follow a link, never truncate ------------------------------------------------
+
+def _open_nofollow(path: str, flags: int, mode: int = 0o600) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
+
+
+def _read_private(path: str, limit: int = RECORD_LIMIT) -> bytes | None:
+    """The bytes of ``path`` if it is a regular file of ours, not a link, at most ``limit`` bytes; else None."""
+    try:
+        fd = _open_nofollow(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not _is_private(st) or st.st_size > limit:
+            return None
+        return handle.read(limit + 1)
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a new temporary file (O_EXCL, no links followed), renamed over it."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    for attempt in range(2):
+        try:
+            fd = _open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            break
+        except FileExistsError:
+            if attempt:
+                raise
+            os.unlink(tmp)  # left by a dead process with our pid (we hold the lock)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _lock(path: str) -> int:
+    """Take the build lock ``path`` (created if absent, never truncated, never through a link)."""
     import fcntl
 
+    for attempt in range(3):
+        try:
+            fd = _open_nofollow(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP or attempt == 2:
+                raise
+            os.unlink(path)  # a symbolic link: remove the link itself, never touch its target
+            continue
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and _is_private(st):
+            fcntl.flock(fd, fcntl.LOCK_EX)  # another process may be building the same library
+            return fd
+        os.close(fd)
+        os.unlink(path)
+    raise OSError(errno.EPERM, f"cannot take the lock {path}")
+
+
+def _sha256_fd(fd: int) -> str:
+    digest = hashlib.sha256()
+    os.lseek(fd, 0, os.SEEK_SET)
+    while True:
+        block = os.read(fd, 1 << 20)
+        if not block:
+            return digest.hexdigest()
+        digest.update(block)
+
+
+def _record_problem(record, expected: dict) -> str | None:
+    if not isinstance(record, dict):
+        return "the record is not a JSON object"
+    for name, value in expected.items():
+        if record.get(name) != value:
+            return f"the record's {name} is {record.get(name)!r}, not {value!r}"
+    if not (isinstance(record.get("symbol"), str) and _SYMBOL.fullmatch(record["symbol"])):
+        return "the record has no valid symbol"
+    if not isinstance(record.get("size"), int) or not re.fullmatch(r"[0-9a-f]{64}", str(record.get("sha256"))):
+        return "the record has no size or sha256"
+    return None
+
+
+def _checked_kernel(folder: str, key: str, expected: dict) -> tuple[NativeKernel | None, str]:
+    """The library of ``key`` if it and its record check out, else (None, why not)."""
+    raw = _read_private(os.path.join(folder, key + ".json"))
+    if raw is None:
+        return None, "no record"
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None, "the record is not valid JSON"
+    problem = _record_problem(record, expected)
+    if problem:
+        return None, problem
+    lib_path = os.path.join(folder, key + ".so")
+    try:
+        fd = _open_nofollow(lib_path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        return None, f"cannot open the library ({exc.strerror})"
+    keep = False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or not _is_private(st):
+            return None, "the library is not a regular file of this user closed to others"
+        if st.st_size != record["size"] or _sha256_fd(fd) != record["sha256"]:
+            return None, "the library does not match its record (size or sha256)"
+        # Loaded through the descriptor just checked.  The descriptor stays open for the life of the
+        # process (one per file): the dynamic loader knows a library by its path, and a reused
+        # descriptor number would otherwise name another library as an already loaded one.
+        identity = (st.st_dev, st.st_ino, record["sha256"])
+        if identity in _held_fds:
+            load_fd = _held_fds[identity]
+        else:
+            load_fd = fd
+        proc_path = f"/proc/self/fd/{load_fd}"
+        keep = load_fd == fd and os.path.exists(proc_path)
+        kernel = NativeKernel(proc_path if os.path.exists(proc_path) else lib_path, record["symbol"],
+                              expected["kind"], expected["dtype"], expected["out_dtype"])
+        if keep:
+            _held_fds[identity] = fd
+    except BaseException:
+        keep = False
+        raise
+    finally:
+        if not keep:
+            os.close(fd)
+    return kernel, ""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in TRANSIENT_ERRNOS:
+            return True
+        if any(text in str(seen) for text in _TRANSIENT_TEXT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _note_fields() -> dict:
     from . import native_build
 
-    lib_path = os.path.join(folder, key + ".so")
-    meta_path = os.path.join(folder, key + ".json")
-    failed_path = os.path.join(folder, key + ".failed")
-    with open(os.path.join(folder, key + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same library
-        if os.path.exists(meta_path) and os.path.exists(lib_path):
-            return
+    versions = installed_versions()
+    return {"numba": versions["numba"], "llvmlite": versions["llvmlite"], "interface": interface.INTERFACE_HASH,
+            "linker": native_build.find_linker()}
+
+
+def _failed_note(path: str) -> str | None:
+    """The reason in a still valid ``.failed`` note; None (and the note removed) when it has expired."""
+    raw = _read_private(path)
+    if raw is None:
+        if os.path.lexists(path):
+            _remove(path)  # a link or a foreign file: not our note
+        return None
+    try:
+        note = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        note = None
+    if (isinstance(note, dict) and not note.get("transient")
+            and all(note.get(k) == v for k, v in _note_fields().items())):
+        return str(note.get("error", "unknown error"))[:500]
+    _remove(path)
+    return None
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _write_failed_note(path: str, exc: BaseException) -> None:
+    note = dict(_note_fields(), error=f"{type(exc).__name__}: {exc}"[:2000], transient=_is_transient(exc))
+    try:
+        _write_new(path, json.dumps(note).encode())
+    except OSError:
+        pass  # a full disk: nothing to remember
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, another user's
+    return True
+
+
+def _remove_leftovers(folder: str, key: str) -> None:
+    """Remove what builds of ``key`` killed mid-way left behind (their pid is in the name and gone)."""
+    import shutil
+
+    pattern = re.compile(r"\.build-(\d+)-.*|" + re.escape(key) + r"\.(?:json|failed)\.(\d+)\.tmp")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = pattern.fullmatch(name)
+        if not match:
+            continue
+        pid = int(match.group(1) or match.group(2))
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            _remove(path)
+
+
+def _build_checked(kind: str, dtype: str, out_dtype: str, folder: str, key: str, expected: dict) -> NativeKernel:
+    """Build the library of ``key`` under the lock (unless another process just did) and load it."""
+    from . import native_build
+
+    fd = _lock(os.path.join(folder, key + ".lock"))
+    try:
+        kernel, _ = _checked_kernel(folder, key, expected)
+        if kernel is not None:
+            return kernel
+        _remove_leftovers(folder, key)
+        lib_path = os.path.join(folder, key + ".so")
         try:
             symbol = native_build.build(kind, dtype, out_dtype, lib_path)
-        except Exception as exc:  # noqa: BLE001 - any failure falls back to the JIT kernel
-            with open(failed_path, "w") as handle:
-                handle.write(f"{type(exc).__name__}: {exc}\n")
+        except Exception as exc:
+            _write_failed_note(os.path.join(folder, key + ".failed"), exc)
             raise
-        import numba
+        lib_fd = _open_nofollow(lib_path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            size, sha = os.fstat(lib_fd).st_size, _sha256_fd(lib_fd)
+        finally:
+            os.close(lib_fd)
+        record = dict(expected, symbol=symbol, size=size, sha256=sha)
+        _write_new(os.path.join(folder, key + ".json"), json.dumps(record).encode())
+        kernel, problem = _checked_kernel(folder, key, expected)
+        if kernel is None:
+            raise RuntimeError(f"the library just built does not check out: {problem}")
+        return kernel
+    finally:
+        os.close(fd)
 
-        tmp = meta_path + f".{os.getpid()}.tmp"
-        with open(tmp, "w") as handle:
-            json.dump({"symbol": symbol, "kind": kind, "dtype": dtype, "out_dtype": out_dtype,
-                       "numba": numba.__version__, "abi": ABI_VERSION}, handle)
-        os.replace(tmp, meta_path)
+
+def _load_or_build(kind: str, dtype: str, out_dtype: str, choice: str) -> NativeKernel:
+    folder = safe_cache_dir()
+    key = library_key(kind, dtype, out_dtype)
+    expected = expected_record(key, kind, dtype, out_dtype)
+    kernel, _ = _checked_kernel(folder, key, expected)
+    if kernel is not None:
+        return kernel
+    failed = os.path.join(folder, key + ".failed")
+    reason = _failed_note(failed)
+    if reason is not None and choice == "auto":
+        raise _Fallback(f"an earlier build failed ({reason}); delete {failed} to retry")
+    return _build_checked(kind, dtype, out_dtype, folder, key, expected)
 
 
 def load(kind: str, dtype: str, out_dtype: str) -> NativeKernel | None:
     """The native kernel ``kind`` for this precision, or None to use the JIT kernel.
 
-    Builds the library on first use.  With ``NBNUMBA_CPU_KERNEL=native`` a
-    failure raises :class:`~nbnumba.errors.ConfigError` instead of
-    returning None.
+    Builds the library on first use, and rebuilds one that does not match
+    its record.  With ``NBNUMBA_CPU_KERNEL=native`` a failure raises
+    :class:`~nbnumba.errors.ConfigError` instead of returning None; in
+    ``auto`` mode the first fallback of a process is reported with a
+    ``RuntimeWarning`` that says why.
     """
     choice = kernel_choice()
     if choice == "jit":
@@ -176,24 +505,11 @@ def load(kind: str, dtype: str, out_dtype: str) -> NativeKernel | None:
         _loaded[cache_key] = None  # the JIT kernel is the normal one here: no warning
         return None
     try:
-        folder = cache_dir()
-        key = library_key(kind, dtype, out_dtype)
-        lib_path = os.path.join(folder, key + ".so")
-        meta_path = os.path.join(folder, key + ".json")
-        if not (os.path.exists(lib_path) and os.path.exists(meta_path)):
-            failed = os.path.join(folder, key + ".failed")
-            if os.path.exists(failed) and choice == "auto":
-                _loaded[cache_key] = None
-                return None
-            os.makedirs(folder, exist_ok=True)
-            _build_or_fail(kind, dtype, out_dtype, folder, key)
-        with open(meta_path) as handle:
-            symbol = json.load(handle)["symbol"]
-        kernel = NativeKernel(lib_path, symbol, kind, dtype, out_dtype)
-    except Exception as exc:  # noqa: BLE001
+        kernel = _load_or_build(kind, dtype, out_dtype, choice)
+    except Exception as exc:  # noqa: BLE001 - any failure falls back to the JIT kernel
         if choice == "native":
             raise ConfigError(f"NBNUMBA_CPU_KERNEL=native: cannot build or load the native kernel ({exc})") from exc
-        warnings.warn(f"nbnumba: using the Numba JIT kernel ({exc})", RuntimeWarning, stacklevel=2)
+        _warn_once("fallback", f"nbnumba: using the Numba JIT kernel ({exc})")
         kernel = None
     _loaded[cache_key] = kernel
     return kernel
@@ -213,36 +529,29 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def run(kernel: NativeKernel, args, first_index: int, interp_stop: int, scale: float, out: np.ndarray,
-        nthreads: int | None = None, row: int = 1, progress=None) -> float:
-    """Run ``kernel`` on every raster pixel, into ``out`` (one entry per pixel).
+def run(kernel: NativeKernel, arrays: interface.KernelArrays, first_index: int, interp_stop: int, scale: float,
+        out: np.ndarray, start: int = 0, nthreads: int | None = None, row: int = 1, progress=None) -> float:
+    """Run ``kernel`` on raster pixels ``start .. start+out.size-1``, into ``out``.
 
-    ``args`` are the kernel arrays (fp, ip, sources, cells, cells_first,
-    fhkl, mask) in the kernel's precision.  The pixels are split into
-    chunks of whole rows (``row`` pixels each) handed to ``nthreads``
-    threads as each finishes its last.  Returns the summed return values
-    (the solid angle for ``render``).
+    ``arrays`` are the run constants in the kernel's precision
+    (:func:`nbnumba.kernels.interface.kernel_arrays`).  The range is split
+    into chunks of whole rows (``row`` pixels each) handed to ``nthreads``
+    threads as each finishes its last; ``progress``, if given, is called
+    with the fraction of the range done (about every 5%).  Returns the
+    summed return values (the solid angle for ``render``), added in raster
+    order.
     """
-    fp, ip, sources, cells, cells_first, fhkl, mask = (np.ascontiguousarray(a) for a in args)
+    interface.check_arrays(arrays, kernel.dtype.name)
     if out.dtype != kernel.out_dtype or not out.flags.c_contiguous:
         raise ValueError("output array must be contiguous and of the kernel's output type")
-    for name, arr in (("fp", fp), ("sources", sources), ("cells", cells), ("cells_first", cells_first),
-                      ("fhkl", fhkl)):
-        if arr.dtype != kernel.dtype:
-            raise ValueError(f"{name} must be {kernel.dtype}, not {arr.dtype}")
-    ip = ip.astype(np.int64, copy=False)
-    mask = mask.astype(np.uint16, copy=False)
-    fixed = (fp.ctypes.data, fp.size, ip.ctypes.data, ip.size, sources.ctypes.data, sources.shape[0],
-             sources.shape[1], cells.ctypes.data, cells.shape[0], cells.shape[1], cells.shape[2],
-             cells_first.ctypes.data, fhkl.ctypes.data, fhkl.shape[0], fhkl.shape[1], fhkl.shape[2],
-             mask.ctypes.data, mask.size, int(first_index), int(interp_stop), float(scale))
+    fixed = interface.pack(arrays, first_index, interp_stop, scale)
     n = out.size
     base = out.ctypes.data
     itemsize = out.itemsize
     threads = max(1, int(nthreads) if nthreads else default_threads())
 
     def chunk(lo, hi):
-        return kernel.fn(*fixed, lo, hi - lo, base + lo * itemsize)
+        return kernel.fn(*fixed, start + lo, hi - lo, base + lo * itemsize)
 
     if n == 0:
         return 0.0
@@ -269,12 +578,11 @@ def run(kernel: NativeKernel, args, first_index: int, interp_stop: int, scale: f
             finished.put(exc)
 
     workers = [threading.Thread(target=worker, daemon=True) for _ in range(min(threads, len(bounds)))]
-    for thread in workers:
-        thread.start()
-    done = 0
-    reported = 0
+    done = reported = 0
     error = None
     try:
+        for thread in workers:
+            thread.start()
         for _ in bounds:
             item = finished.get()
             if isinstance(item, BaseException):
@@ -288,14 +596,14 @@ def run(kernel: NativeKernel, args, first_index: int, interp_stop: int, scale: f
         # no thread may still write into ``out`` once this returns or raises
         stop.set()
         for thread in workers:
-            thread.join()
+            if thread.ident is not None:
+                thread.join()
     if error is not None:
         raise error
     total = 0.0
     for value in results:  # in raster order, whatever order the threads finished in
         total += value
-    # keep the arrays alive until every call returned
-    del fp, ip, sources, cells, cells_first, fhkl, mask
+    del arrays  # alive until every call returned
     return total
 
 

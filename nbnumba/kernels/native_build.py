@@ -9,7 +9,8 @@ millisecond and needs neither Numba nor LLVM at run time.
 
 How a library is made:
 
-1. a serial loop over a range of raster pixels (:func:`row_loop`) around
+1. a serial loop over a range of raster pixels (:func:`row_loop`, derived
+   from the argument declaration of :mod:`nbnumba.kernels.interface`) around
    one per-pixel step (``render``, ``out_of_range`` or ``phi_loop``: the
    bodies of the ``prange`` kernels in :mod:`nbnumba.kernels.cpu`) is
    compiled by ``numba.cfunc`` with a C signature of pointers and integers;
@@ -37,6 +38,7 @@ import subprocess
 import tempfile
 
 from ..compile import rebind
+from . import _numba_internals, interface
 
 # symbols of the Python C API and of Numba's runtime: referenced only on error
 # paths that cannot run here (no exceptions, no allocation), given trapping stubs
@@ -47,14 +49,6 @@ STUB_PREFIXES = ("Py", "_Py", "numba_", "NRT_")
 # row loops below are compiled from clones that see those bindings.
 carray = render_raster_pixel = raster_pixel_out_of_range = raster_pixel_runs_phi_loop = None
 poisson_fill = RAN1_STATE_SIZE = POISSON_STATE_SIZE = None
-
-
-def _views(fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
-           fhkl_p, nh, nk, nl, mask_p, n_mask):
-    """Array views of the run constants (the kernels' argument arrays)."""
-    return (carray(fp_p, (n_fp,)), carray(ip_p, (n_ip,)), carray(src_p, (n_src, src_cols)),
-            carray(cells_p, (n_phi, n_dom, cell_len)), carray(first_p, (n_phi, n_dom, cell_len)),
-            carray(fhkl_p, (nh, nk, nl)), carray(mask_p, (n_mask,)))
 
 
 def render(idx, i, out, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale):
@@ -83,33 +77,6 @@ KINDS = {"render": render, "out_of_range": out_of_range, "phi_loop": phi_loop}
 pixel = None  # bound to one of KINDS by _compile_cfunc
 
 
-def row_loop(fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
-             fhkl_p, nh, nk, nl, mask_p, n_mask, first_index, interp_stop, scale, start, count, out_p):
-    """The exported function: ``pixel`` for raster pixels ``start .. start+count-1``; returns the sum."""
-    fp, ip, sources, cells, cells_first, fhkl, mask = _views(
-        fp_p, n_fp, ip_p, n_ip, src_p, n_src, src_cols, cells_p, n_phi, n_dom, cell_len, first_p,
-        fhkl_p, nh, nk, nl, mask_p, n_mask)
-    out = carray(out_p, (count,))
-    total = 0.0
-    for i in range(count):
-        total += pixel(start + i, i, out, fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
-                       interp_stop, scale)
-    return total
-
-
-def _signature(dtype: str, out_dtype: str):
-    from numba import types
-
-    ft = getattr(types, dtype)
-    ptr = types.CPointer
-    i64 = types.int64
-    return types.float64(
-        ptr(ft), i64, ptr(types.int64), i64, ptr(ft), i64, i64, ptr(ft), i64, i64, i64, ptr(ft),
-        ptr(ft), i64, i64, i64, ptr(types.uint16), i64, i64, i64, types.float64, i64, i64,
-        ptr(getattr(types, out_dtype)),
-    )
-
-
 def noise_loop(img_p, mask_p, n, adc_offset, state_p, pstate_p, out_p, overloads_p):
     """The exported noise function: C's Poisson loop over ``n`` pixels (see :func:`nbnumba.rng.poisson_fill`)."""
     out = carray(out_p, (n,))
@@ -120,24 +87,17 @@ def noise_loop(img_p, mask_p, n, adc_offset, state_p, pstate_p, out_p, overloads
     return total
 
 
-def _noise_signature():
-    from numba import types
-
-    ptr = types.CPointer
-    return types.float64(ptr(types.float32), ptr(types.uint8), types.int64, types.float64, ptr(types.int64),
-                         ptr(types.float32), ptr(types.uint16), ptr(types.int64))
-
-
 def _compile_noise_cfunc():
 
     from numba import carray, cfunc
 
     from .. import rng
+    from ..compile import rng_functions
 
     namespace = dict(globals())
     namespace.update(carray=carray, RAN1_STATE_SIZE=rng.RAN1_STATE_SIZE, POISSON_STATE_SIZE=rng.POISSON_STATE_SIZE,
-                     poisson_fill=rng.jit_functions(error_model="numpy")["poisson_fill"])
-    return cfunc(_noise_signature(), error_model="numpy")(rebind(noise_loop, namespace))
+                     poisson_fill=rng_functions("native").poisson_fill)
+    return cfunc(interface.noise_signature(), error_model="numpy")(rebind(noise_loop, namespace))
 
 
 def _compile_cfunc(kind: str, dtype: str, out_dtype: str):
@@ -151,9 +111,20 @@ def _compile_cfunc(kind: str, dtype: str, out_dtype: str):
     namespace.update(carray=carray, render_raster_pixel=phys.render_raster_pixel,
                      raster_pixel_out_of_range=phys.raster_pixel_out_of_range,
                      raster_pixel_runs_phi_loop=phys.raster_pixel_runs_phi_loop)
-    namespace["_views"] = njit(rebind(_views, namespace), inline="always")
     namespace["pixel"] = njit(rebind(KINDS[kind], namespace), inline="always", error_model="numpy")
-    return cfunc(_signature(dtype, out_dtype), error_model="numpy")(rebind(row_loop, namespace))
+    return cfunc(interface.cfunc_signature(dtype, out_dtype), error_model="numpy")(row_loop(namespace))
+
+
+def row_loop(namespace: dict):
+    """The exported function, derived from :mod:`nbnumba.kernels.interface`, with globals ``namespace``.
+
+    It makes array views of its pointer arguments and returns the sum of
+    ``pixel`` over raster pixels ``start .. start+count-1``.
+    """
+    code = compile(interface.row_loop_source(), f"<nbnumba row loop {interface.INTERFACE_HASH}>", "exec")
+    local: dict = {}
+    exec(code, namespace, local)  # noqa: S102 - source generated from the interface declaration
+    return rebind(local["row_loop"], namespace)
 
 
 def _stub_ir(module) -> str:
@@ -190,17 +161,15 @@ def build(kind: str, dtype: str, out_dtype: str, target: str) -> str:
     import llvmlite.binding as llvm
 
     compiled = _compile_noise_cfunc() if kind == "noise" else _compile_cfunc(kind, dtype, out_dtype)
-    library = compiled._library
-    codegen = library.codegen
-    module = llvm.parse_assembly(library.get_llvm_str())
+    module = llvm.parse_assembly(_numba_internals.llvm_ir(compiled))
     module.link_in(llvm.parse_assembly(_stub_ir(module)))
     module.verify()
+    cpu_name, features = _numba_internals.host_target(compiled)
     machine = llvm.Target.from_triple(module.triple).create_target_machine(
-        cpu=codegen._get_host_cpu_name(), features=codegen._tm_features, opt=3, reloc="pic",
-        codemodel="default",
+        cpu=cpu_name, features=features, opt=3, reloc="pic", codemodel="default",
     )
     folder = os.path.dirname(target)
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".build-") as tmp:
+    with tempfile.TemporaryDirectory(dir=folder, prefix=f".build-{os.getpid()}-") as tmp:
         obj = os.path.join(tmp, "kernel.o")
         with open(obj, "wb") as handle:
             handle.write(machine.emit_object(module))
@@ -208,5 +177,6 @@ def build(kind: str, dtype: str, out_dtype: str, target: str) -> str:
         proc = subprocess.run([linker, "-shared", "-o", out, obj, "-lm"], capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"linking the native kernel failed: {proc.stderr.strip()[:500]}")
+        os.chmod(out, 0o755)  # never group- or other-writable, whatever the umask
         os.replace(out, target)
     return compiled.native_name
