@@ -56,6 +56,12 @@ class RunOptions:
     hklfile: str | None = None
     hkl_column: str | None = None
     pdbfile: str | None = None
+    cbffile: str | None = None
+    h5file: str | None = None
+    tifffile: str | None = None
+    edffile: str | None = None
+    pngfile: str | None = None
+    png_scale: str = "sqrt"
     matfile: str | None = None
     sourcefile: str | None = None
     maskfile: str | None = None
@@ -123,7 +129,9 @@ def interpret(parsed: Parsed, mode: str, base: SimConfig | None = None):
     if parsed.has("-exact"):
         cfg.exact_math = True
     for name, attr in (("-backend", "backend"), ("-dtype", "dtype"), ("-nthreads", "nthreads"),
-                       ("-hkl_column", "hkl_column"), ("-pdb", "pdbfile")):
+                       ("-hkl_column", "hkl_column"), ("-pdb", "pdbfile"), ("-cbffile", "cbffile"),
+                       ("-h5file", "h5file"), ("-tifffile", "tifffile"), ("-edffile", "edffile"),
+                       ("-pngfile", "pngfile"), ("-png_scale", "png_scale")):
         vals = parsed.last(name)
         if vals is not None:
             setattr(run, attr, vals[0])

@@ -614,6 +614,15 @@ FLAGS: list[Flag] = [
     _f("-dtype", 1, "choice", "float64 (default) or float32 (spec mode only)", choices=("float64", "float32"),
        group=G_RUN),
     _f("-nthreads", 1, "int", "CPU threads (default: all)", group=G_RUN, positive=True),
+    _f("-cbffile", 1, "str", "Pilatus-style miniCBF of photon counts (Poisson, or rounded with -nonoise; no ADC "
+       "offset, no 16-bit clip), with the geometry in its header", group=G_OUT),
+    _f("-h5file", 1, "str", "NeXus/HDF5 (NXmx) file of the same photon counts, with the geometry", "-nexusfile",
+       group=G_OUT),
+    _f("-tifffile", 1, "str", "the float image as a float32 TIFF", group=G_OUT),
+    _f("-edffile", 1, "str", "the float image as a float32 EDF, with the geometry in its header", group=G_OUT),
+    _f("-pngfile", 1, "str", "PNG preview to look at (dark spots on white, scaled by -png_scale)", group=G_OUT),
+    _f("-png_scale", 1, "choice", "PNG preview scaling: sqrt (default), log or linear",
+       choices=("sqrt", "log", "linear"), group=G_OUT),
     _f("-exact", 0, "none", "evaluate the lattice factor with C's own formula: bit-identical to C on the CPU, slower",
        group=G_RUN),
 ]

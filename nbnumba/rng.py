@@ -72,6 +72,7 @@ __all__ = [
     "new_poisson_state",
     "new_ran1_state",
     "poidev",
+    "poisson_counts_fill",
     "poisson_fill",
     "poisson_image_core",
     "roi_mask",
@@ -629,6 +630,27 @@ def poisson_fill(float_image, mask, adc_offset, state, pstate, out):
     return total, overloads
 
 
+def poisson_counts_fill(float_image, mask, state, pstate, out):
+    """C's noise loop as a photon-counting detector records it, writing into ``out``.
+
+    The same deviates, from the same generator states, as
+    :func:`poisson_fill`, but with no ADC offset and no 16-bit clipping:
+    ``out`` (int32, the image's length) gets each deviate truncated towards
+    zero, capped at 2**31 - 1.  Pixels outside ``mask`` are left as they
+    are.  Returns the photon sum.
+    """
+    total = 0.0
+    for i in range(float_image.shape[0]):
+        if not mask[i]:
+            continue
+        test = np.float64(poidev(float_image[i], state, pstate))
+        total += test
+        if test > 2147483647.0:
+            test = 2147483647.0
+        out[i] = np.int32(test)
+    return total
+
+
 # ---------------------------------------------------------------------------
 # Compiled builds.
 #
@@ -640,7 +662,8 @@ def poisson_fill(float_image, mask, adc_offset, state, pstate, out):
 # microseconds, but loading compiled code takes a large fraction of a second,
 # so the command line draws its setup numbers without Numba.
 COMPILED = ("ran1_set_idum", "ran1", "ran1_sequence", "gammln", "gaussdev", "poidev", "mosaic_rotation_umat",
-            "mosaic_umats_from_state", "_umat2misset_core", "_to_ushort", "poisson_image_core", "poisson_fill")
+            "mosaic_umats_from_state", "_umat2misset_core", "_to_ushort", "poisson_image_core", "poisson_fill",
+            "poisson_counts_fill")
 """The functions compiled as a set by :func:`nbnumba.compile.rng_functions`."""
 
 SOURCES = {name: globals()[name] for name in COMPILED}

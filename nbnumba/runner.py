@@ -43,7 +43,17 @@ def run_outputs(run: RunOptions) -> list[str]:
         paths.append(run.pgmfile)
     if run.calculate_noise:
         paths.append(run.noisefile)
-    return paths
+    return paths + [path for path, _fmt in extra_outputs(run)]
+
+
+EXTRA_FORMATS = (("cbffile", "cbf"), ("h5file", "nexus"), ("tifffile", "tiff"), ("edffile", "edf"),
+                 ("pngfile", "png"))
+"""nbnumba's own output flags (RunOptions attribute, registry format), written after C's files."""
+
+
+def extra_outputs(run: RunOptions) -> list[tuple[str, str]]:
+    """``(path, format)`` of the -cbffile, -h5file, -tifffile, -edffile and -pngfile outputs given."""
+    return [(getattr(run, attr), fmt) for attr, fmt in EXTRA_FORMATS if getattr(run, attr) is not None]
 
 
 def check_writable(paths, inputs=(), optional=()) -> None:
@@ -214,10 +224,11 @@ def report_and_write(result: SimResult, run: RunOptions, say) -> None:
         for fpixel, spixel in targets:
             for line in pixel_report(result, fpixel, spixel):
                 say(line)
-    from .io.outputs import Frame, OutputSet
+    from .io.outputs import Frame, OutputSet, get_writer
 
     frame = Frame.from_result(result, intfile_scale=run.intfile_scale, pgm_scale=run.pgm_scale,
-                              adc_offset=run.adc_offset, seed=run.seed)
+                              adc_offset=run.adc_offset, seed=run.seed, counting_noise=run.calculate_noise)
+    frame.extra["png_scale"] = run.png_scale
     pixels = prep.fpixels * prep.spixels
     with OutputSet(inputs=run_inputs(run)) as out:
         say(f"writing {run.floatfile} as {pixels} 4-byte floats")
@@ -236,4 +247,8 @@ def report_and_write(result: SimResult, run: RunOptions, say) -> None:
             say(f"{noise.photons:.0f} photons on noise image ({noise.overloads} overloads)")
             say(f"writing {run.noisefile} as 2-byte integers")
             out.add_frame(run.noisefile, "noise", frame)
+        for path, fmt in extra_outputs(run):
+            writer = get_writer(fmt)
+            say(f"writing {path} {writer.description}")
+            out.add_frame(path, fmt, frame)
         out.commit()

@@ -168,3 +168,70 @@ def test_nxmx_rejects_mismatched_frames(tmp_path):
         write_nxmx(tmp_path / "x.h5", np.zeros((2, 4, 4), np.int32), info)
     with pytest.raises(OutputFileError, match="2 angles for 3 frames"):
         write_nxmx(tmp_path / "x.h5", np.zeros((3, 5, 7), np.int32), info, angles=[0.0, 0.1])
+
+
+# ---------------------------------------------------------------- through the nanoBragg command
+RUN = ("-default_F 100 -cell 70 80 90 75 85 95 -lambda 1.2 -N 4 -detpixels_f 40 -detpixels_s 32 -pixel 0.3 "
+       "-distance 80 -Xbeam 5.1 -Ybeam 6.3 -phi 3 -osc 0.5 -seed 5 -misset 10 20 30 -exposure 0.5")
+
+
+def _run(tmp_path, extra=()):
+    import contextlib
+    import io
+
+    from nbnumba.runner import run_nanobragg
+
+    args = RUN.split() + ["-floatfile", str(tmp_path / "f.bin"), "-intfile", str(tmp_path / "i.img"),
+                          "-noisefile", str(tmp_path / "n.img"), "-nopgm", "-cbffile", str(tmp_path / "f.cbf"),
+                          "-h5file", str(tmp_path / "f.h5"), "-tifffile", str(tmp_path / "f.tif"),
+                          "-edffile", str(tmp_path / "f.edf"), "-pngfile", str(tmp_path / "f.png"), *extra]
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert run_nanobragg(args) == 0
+    return out.getvalue()
+
+
+def test_every_format_of_one_run_read_back(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    from PIL import Image
+
+    text = _run(tmp_path)
+    assert "writing " + str(tmp_path / "f.cbf") + " as a Pilatus-style miniCBF" in text
+    floats = np.fromfile(tmp_path / "f.bin", dtype="<f4").reshape(32, 40)
+    noise = fabio.open(str(tmp_path / "n.img")).data.astype(np.int64)
+    cbf = fabio.open(str(tmp_path / "f.cbf"))
+    # the same Poisson deviates as the noise image, without its ADC offset of 40 and its 16-bit clip
+    assert cbf.data.shape == (32, 40) and cbf.data.sum() > 100
+    np.testing.assert_array_equal(cbf.data, noise - 40)
+    hdr = _pilatus_header(cbf.header["_array_data.header_contents"])
+    # MOSFLM convention: Xbeam/Ybeam are the slow/fast beam position (+ half a pixel)
+    assert hdr["Beam_xy"] == f"({(6.3 + 0.15) / 0.3:.2f}, {(5.1 + 0.15) / 0.3:.2f}) pixels"
+    assert hdr["Wavelength"] == "1.200000 A" and hdr["Detector_distance"] == "0.080000 m"
+    assert hdr["Start_angle"] == "3.0000 deg." and hdr["Angle_increment"] == "0.5000 deg."
+    assert hdr["Exposure_time"] == "0.5000000 s"
+    for ext in ("tif", "edf"):
+        back = fabio.open(str(tmp_path / f"f.{ext}")).data
+        np.testing.assert_array_equal(back.view(np.uint32), floats.view(np.uint32))
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        np.testing.assert_array_equal(f["/entry/data/data"][0], cbf.data)
+        det = f["/entry/instrument/detector"]
+        fast = f["/entry/instrument/detector/module/fast_pixel_direction"]
+        slow = f["/entry/instrument/detector/module/slow_pixel_direction"]
+        corner = _resolve_chain(f, fast.attrs["depends_on"])
+        hit = (corner + det["beam_center_x"][()] * np.asarray(fast.attrs["vector"]) * fast[()][0]
+               + det["beam_center_y"][()] * np.asarray(slow.attrs["vector"]) * slow[()][0])
+        np.testing.assert_allclose(hit, [0.0, 0.0, 0.08], atol=1e-12)
+        np.testing.assert_allclose(f["/entry/sample/transformations/omega"][()], [3.0])
+    png = Image.open(tmp_path / "f.png")
+    assert png.size == (40, 32) and png.mode == "L"
+    assert png.text["nbnumba_scale"] == "sqrt" and float(png.text["nbnumba_white_level"]) > 0
+    grey = np.asarray(png, dtype=float)
+    # dark spots on white: the brightest pixel of the image is the darkest of the preview
+    assert grey.reshape(-1)[np.argmax(floats)] == grey.min() == 0 and grey.max() >= 250
+
+
+def test_counts_without_noise_are_the_rounded_photons(tmp_path):
+    _run(tmp_path, ["-nonoise", "-png_scale", "log"])
+    floats = np.fromfile(tmp_path / "f.bin", dtype="<f4").reshape(32, 40)
+    counts = fabio.open(str(tmp_path / "f.cbf")).data
+    np.testing.assert_array_equal(counts, np.floor(floats.astype(np.float64) + 0.5).astype(np.int32))
+    assert not (tmp_path / "n.img").exists()

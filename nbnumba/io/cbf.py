@@ -18,6 +18,7 @@ import numpy as np
 
 from nbnumba.errors import OutputFileError
 from nbnumba.io.geometry import FrameGeometry
+from nbnumba.io.registry import register_writer
 
 __all__ = ["COUNT_CUTOFF", "cbf_bytes", "cbf_header_contents", "write_cbf"]
 
@@ -88,3 +89,9 @@ def write_cbf(path, counts: np.ndarray, info: FrameGeometry) -> None:
     from nbnumba.io._atomic import atomic_write
 
     atomic_write(path, cbf_bytes(counts, info, name=os.fspath(path)))
+
+
+@register_writer("cbf", ".cbf", "as a Pilatus-style miniCBF of photon counts")
+def cbf_frame_bytes(frame) -> bytes:
+    """miniCBF bytes of a :class:`~nbnumba.io.frame.Frame`: its photon counts and geometry."""
+    return cbf_bytes(frame.counts, frame.geometry)

@@ -16,6 +16,7 @@ import numpy as np
 
 from nbnumba.errors import OutputFileError
 from nbnumba.io.geometry import FrameGeometry
+from nbnumba.io.registry import register_writer
 
 __all__ = ["edf_bytes", "fabio_bytes", "tiff_bytes", "write_edf", "write_tiff"]
 
@@ -102,3 +103,15 @@ def write_edf(path, image, info: FrameGeometry) -> None:
     from nbnumba.io._atomic import atomic_write
 
     atomic_write(path, fabio_bytes(_edf(path, image, info), ".edf"))
+
+
+@register_writer("tiff", ".tif", "as a float32 TIFF")
+def tiff_frame_bytes(frame) -> bytes:
+    """float32 TIFF bytes of a :class:`~nbnumba.io.frame.Frame`'s float image."""
+    return tiff_bytes(frame.image, frame.geometry)
+
+
+@register_writer("edf", ".edf", "as a float32 EDF")
+def edf_frame_bytes(frame) -> bytes:
+    """EDF bytes of a :class:`~nbnumba.io.frame.Frame`'s float image, with its geometry in the header."""
+    return edf_bytes(frame.image, frame.geometry)

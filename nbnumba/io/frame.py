@@ -86,6 +86,12 @@ class Frame:
         ADC offset of the integer and noise images.
     seed : int or None
         Noise seed as C stores it (negated).
+    counting_noise : bool
+        Photon counts (:attr:`counts`) are Poisson deviates; False
+        (``-nonoise``): the expected photons rounded to integers.
+    geometry : FrameGeometry or None
+        The rendered detector and beam, for the formats that describe them
+        (miniCBF, NeXus, EDF).
     """
 
     image: np.ndarray
@@ -100,17 +106,19 @@ class Frame:
     adc_offset: float = 40.0
     seed: int | None = None
     extra: dict = field(default_factory=dict)
+    counting_noise: bool = True
+    geometry: object = None
 
     @classmethod
     def from_result(cls, result, intfile_scale: float = 0.0, pgm_scale: float = 0.0,
-                    adc_offset: float = 40.0, seed: int | None = None) -> Frame:
+                    adc_offset: float = 40.0, seed: int | None = None, counting_noise: bool = True) -> Frame:
         """The frame of a :class:`~nbnumba.engine.SimResult`.
 
         Parameters
         ----------
         result : SimResult
             A finished render.
-        intfile_scale, pgm_scale, adc_offset, seed
+        intfile_scale, pgm_scale, adc_offset, seed, counting_noise
             See the class attributes.
 
         Returns
@@ -118,6 +126,7 @@ class Frame:
         Frame
         """
         from nbnumba.engine import roi_slices
+        from nbnumba.io.geometry import FrameGeometry
         from nbnumba.runner import smv_header_values
 
         prep = result.prepared
@@ -125,7 +134,8 @@ class Frame:
         return cls(image=result.image, header=smv_header_values(result), roi=prep.roi, rows=rows, cols=cols,
                    max_I=float(result.stats.max_I), rmsd=float(result.stats.rmsd),
                    intfile_scale=float(intfile_scale), pgm_scale=float(pgm_scale),
-                   adc_offset=float(adc_offset), seed=seed)
+                   adc_offset=float(adc_offset), seed=seed, counting_noise=bool(counting_noise),
+                   geometry=FrameGeometry.from_prepared(prep))
 
     @cached_property
     def int_scale(self) -> float:
@@ -155,3 +165,22 @@ class Frame:
             raise ValueError("a noise image needs a seed")
         image, photons, overloads = poisson_image(self.image, self.roi, self.seed, adc_offset=self.adc_offset)
         return NoiseImage(image, float(photons), int(overloads))
+
+    @cached_property
+    def counts(self) -> np.ndarray:
+        """int32 photon counts of a counting detector (miniCBF, NeXus): no ADC offset, no 16-bit clip.
+
+        With :attr:`counting_noise`, C's Poisson deviates from :attr:`seed`
+        (the noise image's, less its offset); otherwise the expected photons
+        rounded to the nearest integer.  0 outside the ROI.
+        """
+        if not self.counting_noise:
+            out = np.zeros(self.image.shape, dtype=np.int32)
+            block = np.floor(self.image[self.rows, self.cols].astype(np.float64) + 0.5)
+            out[self.rows, self.cols] = np.clip(block, 0, 2**31 - 1).astype(np.int32)
+            return out
+        from nbnumba.kernels.noise import poisson_counts
+
+        if self.seed is None:
+            raise ValueError("Poisson counts need a seed")
+        return poisson_counts(self.image, self.roi, self.seed)[0]

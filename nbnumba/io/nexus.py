@@ -22,6 +22,7 @@ import numpy as np
 
 from nbnumba.errors import OutputFileError
 from nbnumba.io.geometry import FrameGeometry
+from nbnumba.io.registry import register_writer
 
 __all__ = ["nxmx_bytes", "write_nxmx"]
 
@@ -166,3 +167,9 @@ def _fill(f, data, info: FrameGeometry, angles, file_name: str) -> None:
     nxdata = _nx(entry.create_group("data"), "NXdata")
     nxdata.attrs["signal"] = "data"
     nxdata["data"] = counts
+
+
+@register_writer("nexus", ".h5", "as NeXus/NXmx photon counts")
+def nexus_frame_bytes(frame) -> bytes:
+    """NXmx bytes of a :class:`~nbnumba.io.frame.Frame`: one frame of photon counts, with its geometry."""
+    return nxmx_bytes(frame.counts, frame.geometry)

@@ -20,6 +20,7 @@ import io
 import numpy as np
 
 from nbnumba.errors import ConfigError
+from nbnumba.io.registry import register_writer
 
 __all__ = ["SCALES", "difference_png", "preview_png", "scaled"]
 
@@ -111,3 +112,9 @@ def difference_png(a, b, scale: str = "sqrt", white: float | None = None) -> tup
     rgb[..., 2] = scaled(np.clip(-d, 0.0, None), level, scale)
     info = {"scale": scale, "white_level": level, "units": "photons per pixel, first minus second"}
     return _encode(rgb, info), info
+
+
+@register_writer("png", ".png", "as a PNG preview")
+def png_frame_bytes(frame) -> bytes:
+    """PNG preview bytes of a :class:`~nbnumba.io.frame.Frame` (``frame.extra['png_scale']``, default sqrt)."""
+    return preview_png(frame.image, scale=frame.extra.get("png_scale", "sqrt"))[0]

@@ -27,6 +27,10 @@ FORMAT_MODULES = (
     "nbnumba.io.smv",
     "nbnumba.io.pgm",
     "nbnumba.io.noise",
+    "nbnumba.io.cbf",
+    "nbnumba.io.nexus",
+    "nbnumba.io.floatformats",
+    "nbnumba.io.png",
 )
 """Modules that register the built-in formats (one entry per format module)."""
 
