@@ -117,7 +117,7 @@ class Geometry:
     sub-pixel (slow, fast) grid of detector layer ``layer``.
     """
 
-    def __init__(self, prepared, layer: int = 0, source: int = 0):
+    def __init__(self, prepared, layer: int = 0, source: int = 0, layer_step: float | None = None):
         info = prepared.info
         self.info = info
         n = int(info["oversample"])
@@ -127,7 +127,7 @@ class Geometry:
         fdet = sub * f_idx + sub / 2.0
         sdet = sub * s_idx + sub / 2.0
         f, s, o = (np.asarray(info[k], float) for k in ("fdet", "sdet", "odet"))
-        odepth = layer * info["thickstep"]
+        odepth = layer * (info["thickstep"] if layer_step is None else layer_step)
         pos = (fdet[..., None] * f + sdet[..., None] * s + odepth * o + np.asarray(info["pix0"], float))
         self.pos = np.broadcast_to(pos, (prepared.spixels, prepared.fpixels, n, n, 3))
         self.R = np.linalg.norm(self.pos, axis=-1)
