@@ -195,12 +195,14 @@ def peaks(img, n: int, percentile: float = 99.0, radius: int = 1) -> np.ndarray:
     return cand[order][:n].astype(float)
 
 
-def centroid(img, at, half: int = 3) -> np.ndarray:
-    """Intensity-weighted centre of the (2 half + 1)^2 window around ``at`` (slow, fast)."""
+def centroid(img, at, half: int = 3, level: float = 0.5) -> np.ndarray:
+    """Centre of the peak near ``at`` (slow, fast): the intensity above ``level`` x its maximum,
+    weighted, in the (2 half + 1)^2 window (the cut keeps an off-centre window unbiased)."""
     s, f = (int(round(v)) for v in at)
     s0, s1 = max(s - half, 0), min(s + half + 1, img.shape[0])
     f0, f1 = max(f - half, 0), min(f + half + 1, img.shape[1])
     win = np.asarray(img[s0:s1, f0:f1], float)
+    win = np.clip(win - level * win.max(), 0.0, None)
     ss, ff = np.mgrid[s0:s1, f0:f1]
     tot = win.sum()
     return np.array([(ss * win).sum() / tot, (ff * win).sum() / tot])
