@@ -52,6 +52,31 @@ def in_tmp(tmp_path, monkeypatch):
     return tmp_path
 
 
+def pinfo(prepared) -> dict:
+    """The derived geometry of a prepared run by name (fdet, pix0, Fbeam, thickstep, fluence, a_star ...).
+
+    Reads ``Prepared.info`` where it exists, else the typed setup stages
+    (``prepared.detector``, ``.crystal``, ``.beam``, ``.sampling``).
+    """
+    legacy = getattr(prepared, "info", None)
+    if isinstance(legacy, dict):
+        return legacy
+    d, c, b, s = prepared.detector, prepared.crystal, prepared.beam, prepared.sampling
+    out = {k: getattr(d, k) for k in ("fdet", "sdet", "odet", "pix0", "beam", "twotheta_axis", "pivot", "Fbeam",
+                                      "Sbeam", "Xbeam", "Ybeam", "Fclose", "Sclose", "distance", "close_distance",
+                                      "pixel_size", "detsize_f", "detsize_s")}
+    out.update({k: getattr(s, k) for k in ("oversample", "thick", "thickstep", "thicksteps", "mu")})
+    out.update({k: getattr(b, k) for k in ("fluence", "flux", "beamsize", "lambda0", "dispersion", "dispsteps",
+                                           "hdivrange", "hdivstep", "vdivrange", "vdivstep", "divsteps", "I_bg",
+                                           "polar_vector")})
+    out.update({k: getattr(c, k) for k in ("Na", "Nb", "Nc")})
+    out.update({k: getattr(c.cell, k) for k in ("a", "b", "c", "a_star", "b_star", "c_star", "misset_used")})
+    from nbnumba.stages import Illumination
+
+    out["sample"] = Illumination.from_config(prepared.config, []).sample
+    return out
+
+
 def argv(args) -> list:
     return shlex.split(args) if isinstance(args, str) else [str(a) for a in args]
 
@@ -100,6 +125,15 @@ def cli(args) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def poisson_image(*args, **kwargs):
+    """C's noise loop (``nbnumba.kernels.noise.poisson_image``, formerly in ``nbnumba.rng``)."""
+    try:
+        from nbnumba.kernels.noise import poisson_image as noise
+    except ImportError:
+        from nbnumba.rng import poisson_image as noise
+    return noise(*args, **kwargs)
+
+
 def read_float(path, fpixels: int, spixels: int) -> np.ndarray:
     return np.fromfile(path, dtype="<f4").reshape(spixels, fpixels).astype(np.float64)
 
@@ -123,7 +157,7 @@ class Geometry:
     """
 
     def __init__(self, prepared, layer: int = 0, source: int = 0, layer_step: float | None = None):
-        info = prepared.info
+        info = pinfo(prepared)
         self.info = info
         n = int(info["oversample"])
         sub = info["pixel_size"] / n

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from speca_util import cli, differs, in_tmp, prep, read_float, smv  # noqa: F401
+from speca_util import cli, differs, in_tmp, pinfo, prep, read_float, smv  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("in_tmp")
 
@@ -54,7 +54,7 @@ def test_at_cli_002_minimal_render_and_headers(tmp_path):
 ])
 def test_at_cli_003_conventions_and_pivots(conv, flags, pivot, tmp_path):
     args = f"{SMALL} {conv} {flags} -detpixels 40 -roi 10 20 10 20 -detector_rotx 4 -twotheta 3"
-    info = prep(args).info
+    info = pinfo(prep(args))
     assert info["pivot"] == pivot
     _run(f"{args} -floatfile f.bin -intfile i.img -nonoise -nopgm")
     h, _ = smv(tmp_path / "i.img")
@@ -158,7 +158,7 @@ def test_at_cli_008_dmin_filtering(tmp_path):
     assert b.sum() < a.sum()
     assert np.all(b <= a)
     # the removed pixels lie further from the beam than the kept ones
-    info = prep(args).info
+    info = pinfo(prep(args))
     s, f = np.mgrid[0:64, 0:64]
     r = np.hypot((f + 0.5) * 2e-4 - info["Fbeam"], (s + 0.5) * 2e-4 - info["Sbeam"])
     removed = (a > 0) & (b == 0)

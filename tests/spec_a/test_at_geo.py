@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from speca_util import Geometry, cli, defect, first, image, in_tmp, prep, sim, smv  # noqa: F401
+from speca_util import Geometry, cli, defect, first, image, in_tmp, pinfo, prep, sim, smv  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("in_tmp")
 
@@ -13,7 +13,7 @@ CUBIC = "-default_F 100 -cell 100 100 100 90 90 90 -lambda 1 -N 5"
 
 def test_at_geo_001_mosflm_beam_centre_and_half_pixel():
     p = prep(f"{CUBIC} -mosflm -pixel 0.1 -detpixels 1024 -distance 100 -Xbeam 51.2 -Ybeam 51.2 -pivot beam")
-    info = p.info
+    info = pinfo(p)
     assert info["Fbeam"] == pytest.approx(0.05125, abs=1e-12)
     assert info["Sbeam"] == pytest.approx(0.05125, abs=1e-12)
     assert np.allclose(info["fdet"], [0, 0, 1]) and np.allclose(info["sdet"], [0, -1, 0])
@@ -32,7 +32,7 @@ GEO_002 = [
 
 @pytest.mark.parametrize("flags, pivot", GEO_002)
 def test_at_geo_002_pivot_defaults_and_overrides(flags, pivot):
-    assert prep(f"{CUBIC} -detpixels 64 {flags}").info["pivot"] == pivot
+    assert pinfo(prep(f"{CUBIC} -detpixels 64 {flags}"))["pivot"] == pivot
 
 
 def _direct_beam(info):
@@ -47,7 +47,7 @@ ROT = "-detector_rotx 5 -detector_roty 3 -detector_rotz 2 -twotheta 15"
 
 
 def test_at_geo_003_beam_pivot_renders_the_users_beam_centre():
-    info = prep(f"{CUBIC} -detpixels 64 -pixel 0.1 -distance 100 -Xbeam 3.1 -Ybeam 2.9 -pivot beam {ROT}").info
+    info = pinfo(prep(f"{CUBIC} -detpixels 64 -pixel 0.1 -distance 100 -Xbeam 3.1 -Ybeam 2.9 -pivot beam {ROT}"))
     F, S, dist, r = _direct_beam(info)
     # MOSFLM: Fbeam = Ybeam + pixel/2, Sbeam = Xbeam + pixel/2
     assert F == pytest.approx(0.0029 + 0.00005, abs=1e-9)
@@ -63,8 +63,8 @@ def test_at_geo_003_beam_pivot_renders_the_users_beam_centre():
                                         "use r without the 2theta rotation")),
 ])
 def test_at_geo_003_reported_geometry_is_the_rendered_one(pivot):
-    info = prep(f"{CUBIC} -detpixels 64 -pixel 0.1 -close_distance 100 -Xbeam 3.1 -Ybeam 2.9 "
-                f"-pivot {pivot} {ROT}").info
+    info = pinfo(prep(f"{CUBIC} -detpixels 64 -pixel 0.1 -close_distance 100 -Xbeam 3.1 -Ybeam 2.9 "
+                f"-pivot {pivot} {ROT}"))
     F, S, dist, r = _direct_beam(info)
     close = float(np.asarray(info["pix0"]) @ np.asarray(info["odet"]))
     assert info["close_distance"] == pytest.approx(close, abs=1e-9)
@@ -76,7 +76,7 @@ def test_at_geo_003_reported_geometry_is_the_rendered_one(pivot):
 @pytest.mark.parametrize("conv, axis", [("-mosflm", (0, 0, -1)), ("-xds", (1, 0, 0)), ("-dials", (0, 1, 0))])
 def test_at_geo_004_twotheta_axis_by_convention(conv, axis, tmp_path):
     args = f"{CUBIC} {conv} -detpixels 16 -pixel 0.1 -distance 100 -twotheta 7.5"
-    info = prep(args).info
+    info = pinfo(prep(args))
     np.testing.assert_allclose(info["twotheta_axis"], axis, atol=1e-15)
     # the detector normal turned by 7.5 degrees about that axis
     o0 = {"-mosflm": (1, 0, 0), "-xds": (0, 0, 1), "-dials": (0, 0, 1)}[conv]
@@ -86,7 +86,7 @@ def test_at_geo_004_twotheta_axis_by_convention(conv, axis, tmp_path):
     header, _ = smv(tmp_path / "i.img")
     assert float(header["TWOTHETA"]) == pytest.approx(7.5, abs=1e-9)
     # an explicit axis overrides the convention's
-    info = prep(f"{args} -twotheta_axis 0 1 0").info
+    info = pinfo(prep(f"{args} -twotheta_axis 0 1 0"))
     np.testing.assert_allclose(info["twotheta_axis"], (0, 1, 0), atol=1e-15)
 
 
@@ -114,9 +114,9 @@ def test_at_geo_006_point_pixel_solid_angle():
     with_obliquity = sim(args)
     point = image(args + " -point_pixel")
     g = Geometry(with_obliquity.prepared)
-    fluence = with_obliquity.prepared.info["fluence"]
+    fluence = pinfo(with_obliquity.prepared)["fluence"]
     base = 7.94079248018965e-30 * fluence * 100.0 ** 2  # N = 1: F_latt = 1
     np.testing.assert_allclose(point, base / first(g.R) ** 2, rtol=1e-6)
-    close = with_obliquity.prepared.info["close_distance"]
+    close = pinfo(with_obliquity.prepared)["close_distance"]
     expected = base * 0.0005 ** 2 / first(g.R) ** 2 * close / first(g.R)
     np.testing.assert_allclose(with_obliquity.image, expected, rtol=1e-6)

@@ -30,6 +30,8 @@ from speca_util import (  # noqa: F401
     matched_fraction,
     needs_golden,
     peaks,
+    pinfo,
+    poisson_image,
     prep,
     sim,
 )
@@ -79,7 +81,7 @@ def _golden_equivalent(name, corr, gate, n_peaks, mode="spec"):
 @pytest.mark.parametrize("pixels", [64, 128, 256, 512, pytest.param(1024, marks=pytest.mark.slow)])
 def test_at_parallel_001_beam_centre_scales_with_detector_size(pixels):
     args = f"{CUBIC} -N 3 -lambda 6.2 -detpixels {pixels} -pixel 0.1 -distance 100 {PLAIN}"
-    info = prep(args).info
+    info = pinfo(prep(args))
     # MOSFLM default beam centre: (detsize + pixel) / 2 mm, i.e. the detector centre (no fixed 51.2 mm)
     assert info["Xbeam"] * 1e3 == pytest.approx(pixels * 0.1 / 2 + 0.05, abs=1e-9)
     assert info["Ybeam"] * 1e3 == pytest.approx(pixels * 0.1 / 2 + 0.05, abs=1e-9)
@@ -91,7 +93,7 @@ def test_at_parallel_001_beam_centre_scales_with_detector_size(pixels):
 @pytest.mark.parametrize("pixel", [0.05, 0.1, 0.2, 0.4])
 def test_at_parallel_002_pixel_size_independence(pixel):
     args = f"{CUBIC} -N 5 -lambda 6.2 -detpixels 256 -pixel {pixel} -distance 100 -Xbeam 25.6 -Ybeam 25.6 {PLAIN}"
-    f, s = _hit(prep(args).info)
+    f, s = _hit(pinfo(prep(args)))
     assert f == pytest.approx(25.6 / pixel, abs=0.1) and s == pytest.approx(25.6 / pixel, abs=0.1)
     if 25.6 / pixel > 250:
         return  # 0.05 mm: the beam centre (pixel 512) lies off a 256-pixel detector; no peak to find
@@ -109,7 +111,7 @@ PAR_003 = [(c, n) for n in (256, 512, 1024) for c in ((20, 20), (30, 40), (45, 2
 def test_at_parallel_003_detector_offset_preservation(centre, pixels):
     x, y = centre
     args = f"{CUBIC} -N 5 -lambda 6.2 -detpixels {pixels} -pixel 0.1 -distance 100 -Xbeam {x} -Ybeam {y} {PLAIN}"
-    f, s = _hit(prep(args).info)
+    f, s = _hit(pinfo(prep(args)))
     # the ROI around the expected peak keeps the large detectors cheap
     roi = f"-roi {int(f) - 15} {int(f) + 15} {int(s) - 15} {int(s) + 15}"
     img = image(f"{args} {roi}")
@@ -145,7 +147,7 @@ PAR_005 = [
 
 @pytest.mark.parametrize("flags, pivot", PAR_005)
 def test_at_parallel_005_beam_centre_parameter_mapping(flags, pivot):
-    info = prep(f"{CUBIC} -N 5 -lambda 6.2 -detpixels 256 -pixel 0.1 -distance 100 {flags}").info
+    info = pinfo(prep(f"{CUBIC} -N 5 -lambda 6.2 -detpixels 256 -pixel 0.1 -distance 100 {flags}"))
     f, s = _hit(info)
     # -Xbeam 20 -Ybeam 15 (MOSFLM): fast 15.05 mm, slow 20.05 mm: pixel indices 150, 200
     assert abs(f - 150.0) <= 0.5 and abs(s - 200.0) <= 0.5
@@ -157,7 +159,7 @@ def test_at_parallel_005_beam_centre_parameter_mapping(flags, pivot):
 def test_at_parallel_006_single_reflection_position(distance, lam):
     # oversampling left to its automatic choice: the spots are narrower than a pixel
     args = f"{CUBIC} -N 5 -lambda {lam} -detpixels 256 -pixel 0.1 -distance {distance} -phi 0 -osc 0 -mosaic 0"
-    info = prep(args).info
+    info = pinfo(prep(args))
     f0, s0 = _hit(info)
     two_theta = 2 * math.asin(lam / (2 * 100.0))
     expected = f0 + distance * math.tan(two_theta) / 0.1  # (0 0 1) along +fast (MOSFLM: c* along z)
@@ -236,10 +238,10 @@ def test_at_parallel_010_solid_angle_corrections(quantity):
                         f"-distance {R} -detector_rotx {tilt} -oversample 1 -nopolar {point}")
                 r = sim(args)
                 g = Geometry(r.prepared)
-                base = R_E_SQR * r.prepared.info["fluence"] * 100.0 ** 2
+                base = R_E_SQR * pinfo(r.prepared)["fluence"] * 100.0 ** 2
                 omega = first(g.omega_point if point else g.omega)
                 np.testing.assert_allclose(r.image, base * omega, rtol=1e-6)
-                vals[R] = (r.image[8, 8], first(g.R)[8, 8], r.prepared.info["close_distance"])
+                vals[R] = (r.image[8, 8], first(g.R)[8, 8], pinfo(r.prepared)["close_distance"])
             for R in (100, 200, 400):
                 (i1, r1, c1), (i2, r2, c2) = vals[50], vals[R]
                 law = (r1 / r2) ** 2 if point else (c2 / r2 ** 3) / (c1 / r1 ** 3)
@@ -270,7 +272,7 @@ def test_at_parallel_012_reference_pattern_correlation(name, gate):
 
 def test_at_parallel_012_high_resolution_variant():
     args = f"{CUBIC} -N 5 -lambda 0.5 -detpixels 4096 -pixel 0.05 -distance 500 {PLAIN}"
-    f, s = (int(v) for v in _hit(prep(args).info))
+    f, s = (int(v) for v in _hit(pinfo(prep(args))))
     roi = f"-roi {f - 256} {f + 255} {s - 256} {s + 255}"
     img = image(f"{args} {roi}")[s - 256:s + 256, f - 256:f + 256]
     assert np.all(np.isfinite(img)) and img.max() > 0
@@ -298,8 +300,6 @@ def test_at_parallel_013_consistency():
 
 
 def test_at_parallel_014_noise_robustness():
-    from nbnumba.rng import poisson_image
-
     args = f"-default_F 100 -cell 100 100 100 90 90 90 -N 2 -lambda 1 -detpixels 128 -pixel 0.1 -distance 60 {PLAIN}"
     img = image(args)
     img = (img * (1e3 / img.mean())).astype(np.float32)
@@ -355,10 +355,10 @@ def test_at_parallel_017_grazing_incidence(flags):
     r = sim(args)
     assert np.all(np.isfinite(r.image)) and r.image.max() > 0
     g = Geometry(r.prepared)
-    base = R_E_SQR * r.prepared.info["fluence"] * 100.0 ** 2
+    base = R_E_SQR * pinfo(r.prepared)["fluence"] * 100.0 ** 2
     np.testing.assert_allclose(r.image, base * first(g.omega) * first(g.polar(0.0)), rtol=1e-6)
     for v in ("fdet", "sdet", "odet"):
-        assert np.linalg.norm(r.prepared.info[v]) == pytest.approx(1.0, abs=1e-12)
+        assert np.linalg.norm(pinfo(r.prepared)[v]) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_at_parallel_018_crystal_boundary_conditions():
@@ -454,8 +454,8 @@ def _rot(angles_deg):
                                     (15.0, 20.5, 30.25)])
 def test_at_parallel_023_explicit_misset(cell, misset):
     common = f"-default_F 100 -cell {cell} -N 5 -lambda 1 -detpixels 64 -pixel 0.1 -distance 100 {PLAIN}"
-    plain = prep(common).info
-    info = prep(f"{common} -misset {misset[0]} {misset[1]} {misset[2]}").info
+    plain = pinfo(prep(common))
+    info = pinfo(prep(f"{common} -misset {misset[0]} {misset[1]} {misset[2]}"))
     R = _rot(misset)  # right-handed rotations about X, then Y, then Z, applied to the reciprocal vectors
     for k in ("a_star", "b_star", "c_star"):
         np.testing.assert_allclose(info[k][:3], R @ np.asarray(plain[k][:3]), atol=1e-14)
@@ -497,7 +497,7 @@ def test_at_parallel_025_maximum_intensity_position():
     ours, ref = _parity_equivalent(args)
     a, b = np.unravel_index(np.argmax(ours), ours.shape), np.unravel_index(np.argmax(ref), ref.shape)
     assert abs(a[0] - b[0]) < 0.5 and abs(a[1] - b[1]) < 0.5
-    f, s = _hit(prep(args).info)
+    f, s = _hit(pinfo(prep(args)))
     assert abs(a[0] - s) <= 1 and abs(a[1] - f) <= 1
 
 
@@ -540,7 +540,7 @@ def test_at_parallel_027_non_uniform_structure_factors(case):
            "-pixel 0.1 -distance 30 -oversample 1"
     r = sim(args)
     g = Geometry(r.prepared)
-    F2 = r.image / (R_E_SQR * r.prepared.info["fluence"] * first(g.omega) * first(g.polar(0.0)))
+    F2 = r.image / (R_E_SQR * pinfo(r.prepared)["fluence"] * first(g.omega) * first(g.polar(0.0)))
     h0 = np.ceil(first(g.hkl()) - 0.5).astype(int)
     seen = {(h, k, l): F for h, k, l, F in PATTERN if np.all(h0 == (h, k, l), axis=-1).any()}
     assert len(seen) >= 3

@@ -8,7 +8,7 @@ cases exist and describe the AT's setup.
 from __future__ import annotations
 
 import pytest
-from speca_util import in_tmp, prep  # noqa: F401
+from speca_util import in_tmp, pinfo, prep  # noqa: F401
 
 from nbnumba.bench import SPEC_A_PERF, W1, WORKLOADS, build_cases
 
@@ -29,7 +29,7 @@ def test_at_perf_cases_are_benchmark_workloads():
 
 @pytest.mark.parametrize("name", ["AT-PERF-002", "AT-PERF-004", "AT-PERF-006"])
 def test_at_perf_setups(name):
-    info = prep(SPEC_A_PERF[name].replace("-detpixels 1024", "-detpixels 64")).info
+    info = pinfo(prep(SPEC_A_PERF[name].replace("-detpixels 1024", "-detpixels 64")))
     if name == "AT-PERF-002":
         assert info["Na"] == info["Nb"] == info["Nc"] == 10 and info["lambda0"] == pytest.approx(1e-10)
     elif name == "AT-PERF-004":

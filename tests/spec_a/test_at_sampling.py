@@ -23,6 +23,8 @@ from speca_util import (  # noqa: F401
     in_tmp,
     last,
     needs_golden,
+    pinfo,
+    poisson_image,
     prep,
     sim,
 )
@@ -33,7 +35,7 @@ FLAT = "-default_F 100 -cell 100 100 100 90 90 90 -lambda 1 -N 1 -detpixels 16 -
 
 
 def _base(result, F=100.0):
-    return R_E_SQR * result.prepared.info["fluence"] * F * F
+    return R_E_SQR * pinfo(result.prepared)["fluence"] * F * F
 
 
 def test_at_sam_001_steps_normalization():
@@ -81,7 +83,7 @@ THICK = FLAT + " -oversample 1 -nopolar -detector_thick 450 -detector_abs 300 -t
 
 def _capture(prepared, layer, dz):
     g = Geometry(prepared, layer=layer, layer_step=dz)
-    mu = prepared.info["mu"]
+    mu = pinfo(prepared)["mu"]
     rho = first(g.parallax)
     return np.exp(-layer * dz * mu / rho) - np.exp(-(layer + 1) * dz * mu / rho), rho
 
@@ -95,7 +97,7 @@ def _capture(prepared, layer, dz):
 ])
 def test_at_abs_001_detector_absorption_layers(layer_step):
     r = sim(THICK)
-    info = r.prepared.info
+    info = pinfo(r.prepared)
     n, thick = info["thicksteps"], 450e-6
     dz = thick / n if layer_step == "spec" else thick / (n - 1)
     # each layer's fraction with the parallax rho = d.o of that layer's detector point
@@ -158,7 +160,7 @@ def test_at_bkg_001_water_background():
     args = "-default_F 1 -cell 100 100 100 90 90 90 -lambda 1 -N 1 -detpixels 16 -pixel 0.5 -distance 20 " \
            "-oversample 1 -water 80"
     r = sim(args, default_F=0.0)
-    info = r.prepared.info
+    info = pinfo(r.prepared)
     fluence = info["fluence"]
     I_bg = 2.57 ** 2 * R_E_SQR * fluence * (80e-6) ** 3 * 1e6 * AVOGADRO / 18.0
     assert info["I_bg"] == pytest.approx(I_bg, rel=1e-12)
@@ -168,8 +170,6 @@ def test_at_bkg_001_water_background():
 
 
 def test_at_noise_001_noise_regimes_and_seeds():
-    from nbnumba.rng import poisson_image
-
     img = np.concatenate([np.full((40, 50), 5.0), np.full((40, 50), 900.0), np.full((40, 50), 2.0e6)]).astype(
         np.float32)
     noise, photons, overloads = poisson_image(img, None, -1234, adc_offset=40.0)

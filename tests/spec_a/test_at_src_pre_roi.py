@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from speca_util import config, defect, differs, image, in_tmp, prep, sim  # noqa: F401
+from speca_util import config, defect, differs, image, in_tmp, pinfo, prep, sim  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("in_tmp")
 
@@ -55,7 +55,7 @@ SRC_002 = [
 @pytest.mark.parametrize("flags, want", SRC_002)
 def test_at_src_002_auto_selection(flags, want):
     p = prep(f"{BASE} -square_div {flags}")
-    info = p.info
+    info = pinfo(p)
     what, count, rng, step = want
     if what == "h":
         assert info["hdivrange"] == pytest.approx(rng, rel=1e-12)
@@ -119,7 +119,7 @@ PRE_002 = [
 
 @pytest.mark.parametrize("flags, pivot", PRE_002)
 def test_at_pre_002_pivot_and_origin_overrides(flags, pivot):
-    assert prep(f"{BASE} {flags}").info["pivot"] == pivot
+    assert pinfo(prep(f"{BASE} {flags}"))["pivot"] == pivot
 
 
 def _roi_mask_run(mask):
@@ -147,7 +147,7 @@ def test_at_roi_001_roi_and_mask(mask):
 
 def test_at_flu_001_fluence_and_clipping():
     r = prep(BASE + " -fluence 1e20 -flux 1e12 -exposure 0.5 -beamsize 0.002 -samplesize 0.005")
-    info = r.info
+    info = pinfo(r)
     assert info["fluence"] == pytest.approx(1e12 * 0.5 / (2e-6) ** 2, rel=1e-12)
     assert info["beamsize"] == pytest.approx(2e-6)
     assert info["sample"][1] == pytest.approx(2e-6) and info["sample"][2] == pytest.approx(2e-6)
@@ -156,7 +156,7 @@ def test_at_flu_001_fluence_and_clipping():
     # exposure > 0 recomputes flux from the fluence
     assert info["flux"] == pytest.approx(info["fluence"] / 0.5 * (2e-6) ** 2, rel=1e-12)
     # without flux the given fluence stands
-    assert prep(BASE + " -fluence 1e20").info["fluence"] == 1e20
+    assert pinfo(prep(BASE + " -fluence 1e20"))["fluence"] == 1e20
 
 
 @pytest.mark.parametrize("mask", [False, pytest.param(True, marks=differs(

@@ -21,6 +21,7 @@ from speca_util import (  # noqa: F401
     image,
     in_tmp,
     needs_golden,
+    pinfo,
     read_float,
     sim,
     smv,
@@ -40,7 +41,7 @@ def _write_hkl(path, table):
 def _corrections(r):
     """fluence r_e^2 omega P of each pixel (oversample 1, unpolarized)."""
     g = Geometry(r.prepared)
-    return R_E_SQR * r.prepared.info["fluence"] * first(g.omega) * first(g.polar(0.0)), g
+    return R_E_SQR * pinfo(r.prepared)["fluence"] * first(g.omega) * first(g.polar(0.0)), g
 
 
 def _nearest(g):
@@ -151,7 +152,7 @@ def test_at_str_003_lattice_shape_models(shape):
         x = np.pi * np.sqrt(fudge * np.sum((d * N) ** 2, axis=-1))
         F = N ** 3 * 0.723601254558268 * np.where(x == 0, 1.0, 3 * (np.sin(x) / x - np.cos(x)) / x ** 2)
     else:
-        info = r.prepared.info
+        info = pinfo(r.prepared)
         star = np.stack([np.asarray(info[k][:3], float) for k in ("a_star", "b_star", "c_star")])
         dr2 = np.sum((d @ star) ** 2, axis=-1) * N ** 6
         F = N ** 3 * (np.exp(-dr2 / 0.63 * fudge) if shape == "gauss" else (dr2 * fudge < 0.3969))
