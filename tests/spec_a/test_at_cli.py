@@ -53,7 +53,8 @@ def test_at_cli_002_minimal_render_and_headers(tmp_path):
     ("-mosflm", "-pivot sample", "sample"), ("-xds", "-pivot beam", "beam"),
 ])
 def test_at_cli_003_conventions_and_pivots(conv, flags, pivot, tmp_path):
-    args = f"{SMALL} {conv} {flags} -detpixels 40 -roi 10 20 10 20 -detector_rotx 4 -twotheta 3"
+    # detector rotations, no 2theta (after a 2theta swing C's header is AT-GEO-003's subject)
+    args = f"{SMALL} {conv} {flags} -detpixels 40 -roi 10 20 10 20 -detector_rotx 4 -detector_roty 2"
     info = pinfo(prep(args))
     assert info["pivot"] == pivot
     _run(f"{args} -floatfile f.bin -intfile i.img -nonoise -nopgm")

@@ -57,20 +57,33 @@ def test_at_geo_003_beam_pivot_renders_the_users_beam_centre():
 
 
 @pytest.mark.parametrize("pivot", [
-    pytest.param("beam", marks=defect("after 2theta with the BEAM pivot the reported distance and beam centre are "
-                                      "computed before the 2theta rotation, not from the rendered detector")),
-    pytest.param("sample", marks=defect("after 2theta with the SAMPLE pivot the reported distance and beam centre "
-                                        "use r without the 2theta rotation")),
+    pytest.param("beam", marks=defect("after 2theta with the BEAM pivot the SMV header's DISTANCE and beam centres "
+                                      "are computed without the 2theta rotation, not from the rendered detector")),
+    pytest.param("sample", marks=defect("after 2theta with the SAMPLE pivot the SMV header's DISTANCE and beam "
+                                        "centres are computed without the 2theta rotation")),
 ])
-def test_at_geo_003_reported_geometry_is_the_rendered_one(pivot):
-    info = pinfo(prep(f"{CUBIC} -detpixels 64 -pixel 0.1 -close_distance 100 -Xbeam 3.1 -Ybeam 2.9 "
-                f"-pivot {pivot} {ROT}"))
+def test_at_geo_003_reported_geometry_is_the_rendered_one(pivot, tmp_path):
+    args = (f"{CUBIC} -detpixels 64 -pixel 0.1 -close_distance 100 -Xbeam 3.1 -Ybeam 2.9 -pivot {pivot} {ROT} "
+            "-floatfile f.bin -intfile i.img -nonoise -nopgm")
+    info = pinfo(prep(args))
     F, S, dist, r = _direct_beam(info)
     close = float(np.asarray(info["pix0"]) @ np.asarray(info["odet"]))
-    assert info["close_distance"] == pytest.approx(close, abs=1e-9)
-    assert info["distance"] == pytest.approx(close / r, abs=1e-9)  # distance = close_distance / r
-    assert info["Fbeam"] == pytest.approx(F, abs=1e-9)
-    assert info["Sbeam"] == pytest.approx(S, abs=1e-9)
+    code, _out, err = cli(args)
+    assert code == 0, err
+    h, _ = smv(tmp_path / "i.img")
+    px = 0.1
+
+    def mm(key):
+        return pytest.approx(float(h[key]), rel=2e-5, abs=2e-5)
+
+    assert mm("CLOSE_DISTANCE") == close * 1e3
+    assert mm("DISTANCE") == close / r * 1e3  # distance = close_distance / r, r with every rotation
+    assert mm("DISTANCE") == dist * 1e3
+    # MOSFLM: X is the slow axis, Y the fast one, less half a pixel
+    assert mm("BEAM_CENTER_X") == S * 1e3 - px / 2 and mm("BEAM_CENTER_Y") == F * 1e3 - px / 2
+    assert mm("MOSFLM_CENTER_X") == S * 1e3 - px / 2 and mm("MOSFLM_CENTER_Y") == F * 1e3 - px / 2
+    assert mm("DENZO_X_BEAM") == S * 1e3 and mm("DENZO_Y_BEAM") == F * 1e3
+    assert mm("ADXV_CENTER_X") == F * 1e3
 
 
 @pytest.mark.parametrize("conv, axis", [("-mosflm", (0, 0, -1)), ("-xds", (1, 0, 0)), ("-dials", (0, 1, 0))])
