@@ -134,7 +134,20 @@ class ImageComparison:
 
 
 def crop_roi(img, roi):
-    """The ``roi`` = (xmin, xmax, ymin, ymax) part of ``img`` (inclusive; x fast, y slow).
+    """The ``roi`` part of an image.
+
+    Parameters
+    ----------
+    img : ndarray, shape (slow, fast)
+        The image.
+    roi : tuple or None
+        (xmin, xmax, ymin, ymax), inclusive and 0-based, x along the fast
+        axis, as nanoBragg's ``-roi``; None: the whole image.
+
+    Returns
+    -------
+    ndarray
+        A view of the region.
 
     Raises
     ------
