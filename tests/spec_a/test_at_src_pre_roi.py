@@ -122,6 +122,19 @@ def test_at_pre_002_pivot_and_origin_overrides(flags, pivot):
     assert pinfo(prep(f"{BASE} {flags}"))["pivot"] == pivot
 
 
+@differs("Spec A (core: SMV header ingestion; numbered AT 10) applies an -img/-mask header's TWOTHETA; C reads it "
+         "into a variable it never uses, and nbnumba does the same in both modes")
+def test_at_pre_001_header_twotheta(tmp_path):
+    from nbnumba.io.smv import write_smv
+
+    write_smv(tmp_path / "img.img", np.ones((32, 32), dtype=np.uint16),
+              dict(pixel_size=0.1, distance=100.0, wavelength=1.0, beam_center_x=1.6, beam_center_y=1.6,
+                   close_distance=100.0, phi=3.0, osc_range=0.5, twotheta=5.0))
+    cfg = config("-default_F 100 -cell 100 100 100 90 90 90 -N 5 -img img.img")[0]
+    assert math.degrees(cfg.phi0) == pytest.approx(3.0) and math.degrees(cfg.osc) == pytest.approx(0.5)
+    assert math.degrees(cfg.detector_twotheta) == pytest.approx(5.0)
+
+
 def _roi_mask_run(mask):
     mask_arr = None
     if mask:
