@@ -50,7 +50,20 @@ W3_INPUTS = ("A.mat", "scaled.hkl")
 # quick mode renders this 64 x 64 region of W3's Pilatus detector only
 W3_QUICK_ROI = ["-roi", "1100", "1163", "1000", "1063"]
 
-WORKLOADS = ("W1", "W2", "W3", "scaling")
+WORKLOADS = ("W1", "W2", "W3", "scaling", "specA")
+
+# Spec A's AT-PERF setups (written for the PyTorch port) as benchmark cases, not timed tests
+# (docs/spec_a.md).  AT-PERF-001/003/005 are W1 and the detector series (256 ... 2048), with the
+# float32/float64 and compile measurements; AT-PERF-002's thread counts are the threads series.
+SPEC_A_PERF = {
+    "AT-PERF-002": "-default_F 100 -cell 100 100 100 90 90 90 -lambda 1.0 -N 10 -detpixels 1024 -distance 100",
+    "AT-PERF-004": "-default_F 100 -cell 70 80 90 85 95 105 -lambda 1.5 -N 8 -misset 10 5 3 -detpixels 512 "
+                   "-distance 100",
+    # -hdiv/-vdiv of the AT are not nanoBragg flags: -hdivrange/-vdivrange (Spec A's own note)
+    "AT-PERF-006": "-default_F 100 -cell 100 100 100 90 90 90 -lambda 6.2 -N 5 -detpixels 256 -distance 100 "
+                   "-oversample 2 -detector_thick 200 -detector_thicksteps 3 -hdivrange 0.1 -vdivrange 0.1 "
+                   "-hdivstep 0.02 -vdivstep 0.02 -dispersion 0.05 -dispsteps 3",
+}
 
 # scaling series: (full, quick) parameter lists
 DETECTOR_SIDES = ([256, 512, 1024, 2048], [32, 64])
@@ -144,6 +157,10 @@ def build_cases(workloads, quick: bool, threads: int, golden_dir: Path | None = 
         args = w3_args(golden_dir, roi=W3_QUICK_ROI if quick else None)
         cases.append(Case("W3" + ("-roi64" if quick else ""), "W3", args, threads, inputs=files,
                           repeats=w3_repeats))
+    if "specA" in workloads:
+        for name, flags in SPEC_A_PERF.items():
+            args = flags.split()
+            cases.append(Case(name, "specA", set_flag(args, "-detpixels", MAIN_DETECTOR) if quick else args, threads))
     if "scaling" in workloads:
         for side in DETECTOR_SIDES[q]:
             cases.append(Case(f"detector-{side}", "detector", set_flag(W1, "-detpixels", side), threads,

@@ -14,24 +14,33 @@ Three uses, behind the ``nbnumba compare`` command:
 
 The verdict uses the golden-corpus tolerance: at least 99.9% of the float
 pixels within 1e-6 relative and none beyond 1e-3; SMV images as
-:func:`nbnumba.golden.compare_smv` judges them.
+:func:`nbnumba.golden.compare_smv` judges them.  Relative differences are
+taken against ``max(|reference|, 1e-6 x max|reference|)``, so that pixels
+near zero do not report huge ratios.
+
+:func:`write_artifacts` saves what a comparison found into a folder (the
+``--outdir`` of ``nbnumba compare``, after Spec A's AT-TOOLS-001): the float
+images, the programs' output, PNG previews of both images and of their
+difference, and ``summary.json`` with the metrics (correlation, MSE, RMSE,
+max absolute difference, the two sums and their ratio), optionally over a
+region of interest.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
-from contextlib import redirect_stdout
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError, InputFileError, NbnumbaError, UsageError
+from .errors import ConfigError, InputFileError, OutputFileError, UsageError
 from .golden import FLOAT_ATOL, FLOAT_FRACTION, FLOAT_RTOL, FLOAT_RTOL_MAX, compare_smv
 
 __all__ = [
@@ -43,9 +52,15 @@ __all__ = [
     "load_image",
     "run_against_c",
     "run_golden",
+    "write_artifacts",
+    "write_c_run_artifacts",
+    "write_previews",
 ]
 
 SMV_SUFFIXES = (".img", ".smv")
+# relative differences are taken against at least this fraction of the reference image's maximum
+REL_FLOOR = 1e-6
+PNG_SCALES = ("sqrt", "log", "linear")
 # flags naming files the program reads
 INPUT_FLAGS = ("-hkl", "-mat", "-sourcefile", "-mask", "-img", "-stol")
 
@@ -61,8 +76,8 @@ class ImageComparison:
     max_abs : float
         Largest ``|a - b|``.
     max_rel : float
-        Largest ``|a - b| / |b|`` (pixels where ``|b| <= 1e-30`` use
-        ``|a - b| / 1e-30``).
+        Largest ``|a - b| / max(|b|, floor)``, with ``floor`` the larger of
+        1e-30 and ``REL_FLOOR`` (1e-6) times the largest ``|b|``.
     frac_within : float
         Fraction of pixels with relative difference <= ``rtol``.
     correlation : float
@@ -73,6 +88,15 @@ class ImageComparison:
         Pixels that are not identical.
     ok : bool
         Within the golden tolerance.
+    rtol : float
+        Tolerance of ``frac_within``.
+    mse, rmse : float
+        Mean squared difference and its root.
+    sum_a, sum_b : float
+        Image sums; ``sum_ratio`` is ``sum_a / sum_b``.
+    roi : tuple or None
+        (xmin, xmax, ymin, ymax), inclusive pixel bounds the metrics were
+        taken over (fast x, slow y); None for the whole image.
     """
 
     shape: tuple
@@ -84,6 +108,23 @@ class ImageComparison:
     n_differ: int
     ok: bool
     rtol: float = FLOAT_RTOL
+    mse: float = 0.0
+    rmse: float = 0.0
+    sum_a: float = 0.0
+    sum_b: float = 0.0
+    roi: tuple | None = None
+
+    @property
+    def sum_ratio(self) -> float:
+        """``sum_a / sum_b`` (NaN when the reference sums to zero)."""
+        return self.sum_a / self.sum_b if self.sum_b != 0 else float("nan")
+
+    def metrics(self) -> dict:
+        """The numbers as a JSON-ready dict."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("worst", "shape", "roi")}
+        out.update(shape=list(self.shape), worst=list(self.worst), sum_ratio=self.sum_ratio,
+                   roi=list(self.roi) if self.roi else None)
+        return {k: (None if isinstance(v, float) and v != v else v) for k, v in out.items()}
 
     def summary(self) -> str:
         """One line: the statistics and the verdict."""
@@ -92,7 +133,38 @@ class ImageComparison:
                 f"{self.n_differ} pixels differ -> {'OK' if self.ok else 'DIFFERENT'}")
 
 
-def compare_images(a, b, rtol: float = FLOAT_RTOL) -> ImageComparison:
+def crop_roi(img, roi):
+    """The ``roi`` part of an image.
+
+    Parameters
+    ----------
+    img : ndarray, shape (slow, fast)
+        The image.
+    roi : tuple or None
+        (xmin, xmax, ymin, ymax), inclusive and 0-based, x along the fast
+        axis, as nanoBragg's ``-roi``; None: the whole image.
+
+    Returns
+    -------
+    ndarray
+        A view of the region.
+
+    Raises
+    ------
+    ConfigError
+        When the region is empty or outside the image.
+    """
+    if roi is None:
+        return img
+    xmin, xmax, ymin, ymax = (int(v) for v in roi)
+    s, f = img.shape
+    if not (0 <= xmin <= xmax < f and 0 <= ymin <= ymax < s):
+        raise ConfigError(f"ROI {xmin} {xmax} {ymin} {ymax} does not fit an image of {f} x {s} pixels "
+                          f"(xmin xmax ymin ymax, inclusive, 0-based)")
+    return img[ymin:ymax + 1, xmin:xmax + 1]
+
+
+def compare_images(a, b, rtol: float = FLOAT_RTOL, roi=None) -> ImageComparison:
     """Compare image ``a`` with reference ``b`` (same shape).
 
     Parameters
@@ -101,6 +173,9 @@ def compare_images(a, b, rtol: float = FLOAT_RTOL) -> ImageComparison:
         Images; ``b`` is the reference for relative differences.
     rtol : float
         Relative tolerance for :attr:`ImageComparison.frac_within`.
+    roi : tuple, optional
+        (xmin, xmax, ymin, ymax): compare only these pixels (inclusive,
+        x fast, y slow, 0-based); ``worst`` is then relative to the ROI.
 
     Returns
     -------
@@ -109,19 +184,21 @@ def compare_images(a, b, rtol: float = FLOAT_RTOL) -> ImageComparison:
     Raises
     ------
     ConfigError
-        When the shapes differ.
+        When the shapes differ or the ROI does not fit.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ConfigError(f"images differ in shape: {a.shape} vs {b.shape}")
+    a, b = crop_roi(a, roi), crop_roi(b, roi)
+    roi = tuple(int(v) for v in roi) if roi is not None else None
     diff = np.abs(a - b)
     absb = np.abs(b)
-    rel = np.where(absb > FLOAT_ATOL, diff / np.maximum(absb, FLOAT_ATOL), diff / FLOAT_ATOL)
-    rel = np.where(diff == 0.0, 0.0, rel)
-    n = rel.size
+    n = diff.size
     if n == 0:
-        return ImageComparison(a.shape, 0.0, 0.0, 1.0, float("nan"), (), 0, True, rtol)
+        return ImageComparison(a.shape, 0.0, 0.0, 1.0, float("nan"), (), 0, True, rtol, roi=roi)
+    floor = max(FLOAT_ATOL, REL_FLOOR * float(absb.max()))
+    rel = np.where(diff == 0.0, 0.0, diff / np.maximum(absb, floor))
     k = int(np.argmax(rel))
     worst = tuple(int(i) for i in np.unravel_index(k, rel.shape))
     frac = float(np.mean(rel <= rtol))
@@ -132,9 +209,11 @@ def compare_images(a, b, rtol: float = FLOAT_RTOL) -> ImageComparison:
     else:
         corr = 1.0 if np.array_equal(av, bv) else float("nan")
     ok = frac >= FLOAT_FRACTION and max_rel <= FLOAT_RTOL_MAX
+    mse = float(np.mean(diff * diff))
     return ImageComparison(shape=a.shape, max_abs=float(diff.max()), max_rel=max_rel, frac_within=frac,
                            correlation=corr, worst=worst, n_differ=int(np.count_nonzero(diff)), ok=ok,
-                           rtol=rtol)
+                           rtol=rtol, mse=mse, rmse=mse ** 0.5, sum_a=float(a.sum()), sum_b=float(b.sum()),
+                           roi=roi)
 
 
 def is_smv(path) -> bool:
@@ -251,7 +330,8 @@ class FileComparison:
         return self.image.ok
 
 
-def compare_files(path_a, path_b, fpixels: int | None = None, spixels: int | None = None) -> FileComparison:
+def compare_files(path_a, path_b, fpixels: int | None = None, spixels: int | None = None,
+                  roi=None) -> FileComparison:
     """Compare two image files (``b`` is the reference).
 
     Parameters
@@ -260,6 +340,8 @@ def compare_files(path_a, path_b, fpixels: int | None = None, spixels: int | Non
         Both float images or both SMV images.
     fpixels, spixels : int, optional
         Size of float images (see :func:`load_image`).
+    roi : tuple, optional
+        (xmin, xmax, ymin, ymax): pixel statistics over this region only.
 
     Returns
     -------
@@ -272,7 +354,7 @@ def compare_files(path_a, path_b, fpixels: int | None = None, spixels: int | Non
     b, hb = load_image(path_b, fpixels, spixels)
     if (ha is None) != (hb is None):
         raise UsageError("compare a float image with a float image, and an SMV image with an SMV image")
-    stats = compare_images(a, b)
+    stats = compare_images(a, b, roi=roi)
     if ha is None:
         return FileComparison(image=stats, kind="float")
     ok, msg = compare_smv(Path(path_a).read_bytes(), Path(path_b).read_bytes(), "int")
@@ -349,27 +431,42 @@ class CRunComparison:
     workdir: str | None = None
     c_output: str = ""
     ours_output: str = ""
+    c_stderr: str = ""
+    ours_stderr: str = ""
+    c_float: np.ndarray | None = None
+    ours_float: np.ndarray | None = None
 
 
-def _run_ours(argv, folder) -> tuple[int, str]:
-    from .runner import run_nanobragg
+# the nanoBragg command in parity mode, for a child process started in the run folder
+_OURS_CODE = (
+    "import sys\n"
+    "from nbnumba.errors import NbnumbaError\n"
+    "from nbnumba.runner import run_nanobragg\n"
+    "try:\n"
+    "    code = run_nanobragg(sys.argv[1:], mode='parity')\n"
+    "except NbnumbaError as exc:\n"
+    "    print(f'nanoBragg: error: {exc}', file=sys.stderr)\n"
+    "    code = 2\n"
+    "sys.exit(code)\n"
+)
 
-    buf = io.StringIO()
-    cwd = os.getcwd()
-    rc = 0
+
+def _run_ours(argv, folder, timeout: float = 600.0) -> tuple[int | None, str, str]:
+    """Run ``nanoBragg -mode parity`` in ``folder`` (a child process: no chdir here).
+
+    Returns (exit status or None on time-out, stdout, stderr).
+    """
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     try:
-        os.chdir(folder)
-        with redirect_stdout(buf):
-            rc = run_nanobragg(list(argv), out=buf, mode="parity")
-    except NbnumbaError as exc:
-        buf.write(f"nanoBragg: error: {exc}\n")
-        rc = 2
-    finally:
-        os.chdir(cwd)
-    return rc, buf.getvalue()
+        proc = subprocess.run([sys.executable, "-c", _OURS_CODE, *argv], cwd=folder, capture_output=True,
+                              text=True, timeout=timeout, errors="replace", env=env)
+    except subprocess.TimeoutExpired:
+        return None, "", f"timed out after {timeout:g} s"
+    return proc.returncode, proc.stdout, proc.stderr
 
 
-def run_against_c(argv, c_bin, workdir=None, keep: bool = False, timeout: float = 600.0) -> CRunComparison:
+def run_against_c(argv, c_bin, workdir=None, keep: bool = False, timeout: float = 600.0,
+                  roi=None) -> CRunComparison:
     """Run the C nanoBragg and ``nanoBragg -mode parity`` on one command line and compare.
 
     Parameters
@@ -385,7 +482,9 @@ def run_against_c(argv, c_bin, workdir=None, keep: bool = False, timeout: float 
     keep : bool
         Keep the temporary folder.
     timeout : float
-        Seconds allowed for the C run.
+        Seconds allowed for each run.
+    roi : tuple, optional
+        (xmin, xmax, ymin, ymax): float-image statistics over this region.
 
     Returns
     -------
@@ -431,20 +530,20 @@ def run_against_c(argv, c_bin, workdir=None, keep: bool = False, timeout: float 
             proc = subprocess.run([c_bin] + argv, cwd=cdir, capture_output=True, text=True, timeout=timeout,
                                   errors="replace", env=c_env)
             res.c_returncode = proc.returncode
-            res.c_output = proc.stdout + proc.stderr
+            res.c_output, res.c_stderr = proc.stdout, proc.stderr
         except subprocess.TimeoutExpired:
             res.c_returncode = None
-            res.c_output = f"timed out after {timeout:g} s"
+            res.c_stderr = f"timed out after {timeout:g} s"
         res.c_seconds = time.perf_counter() - t0
         t0 = time.perf_counter()
-        res.ours_returncode, res.ours_output = _run_ours(argv, odir)
+        res.ours_returncode, res.ours_output, res.ours_stderr = _run_ours(argv, odir, timeout)
         res.ours_seconds = time.perf_counter() - t0
         lines = res.lines
         lines.append(f"C:       exit {res.c_returncode}, {res.c_seconds:.2f} s")
         lines.append(f"nbnumba: exit {res.ours_returncode}, {res.ours_seconds:.2f} s")
         if res.c_returncode != 0 or res.ours_returncode != 0:
             lines.append("a run failed; last output lines:")
-            for who, text in (("C", res.c_output), ("nbnumba", res.ours_output)):
+            for who, text in (("C", res.c_output + res.c_stderr), ("nbnumba", res.ours_output + res.ours_stderr)):
                 for line in text.strip().splitlines()[-3:]:
                     lines.append(f"  {who}: {line}")
             res.ok = False
@@ -466,7 +565,8 @@ def run_against_c(argv, c_bin, workdir=None, keep: bool = False, timeout: float 
                 b, _ = load_image(fc)
             else:
                 a, b = read_float_image(fo, f, s), read_float_image(fc, f, s)
-            res.float_stats = st = compare_images(a, b)
+            res.ours_float, res.c_float = a, b
+            res.float_stats = st = compare_images(a, b, roi=roi)
             lines.append(f"float image {run.floatfile}: {st.summary()}")
             ok &= st.ok
         else:
@@ -503,6 +603,167 @@ def run_against_c(argv, c_bin, workdir=None, keep: bool = False, timeout: float 
         if own_tmp and not keep:
             shutil.rmtree(base, ignore_errors=True)
             res.workdir = None
+
+
+def _scaled(values, vmax, method):
+    """Map ``values`` (>= 0) onto [0, 1] for a preview: linear, square root or logarithmic."""
+    if not vmax > 0:
+        return np.zeros_like(values)
+    x = np.clip(values / vmax, 0.0, 1.0)
+    if method == "sqrt":
+        return np.sqrt(x)
+    if method == "log":
+        return np.log1p(1000.0 * x) / np.log1p(1000.0)
+    return x
+
+
+def write_previews(images: dict, outdir, scale: str = "sqrt", percentile: float = 99.5, roi=None) -> dict:
+    """PNG previews of two images on one intensity scale, and of their difference.
+
+    Parameters
+    ----------
+    images : dict
+        Two entries ``{name: 2-D array}``: the image and the reference, in
+        that order; written as ``NAME.png``.  ``diff.png`` shows the first
+        minus the second: red where it is larger, blue where it is smaller.
+    outdir : str or path
+        Existing folder.
+    scale : {'sqrt', 'log', 'linear'}
+        Mapping of intensity to grey level (0 up to the white level).
+    percentile : float
+        White level: this percentile of both images together (over ``roi``
+        when given); the difference uses its largest absolute value.
+    roi : tuple, optional
+        (xmin, xmax, ymin, ymax): preview only this region.
+
+    Returns
+    -------
+    dict
+        The scaling used (``png_scale_method``, ``png_percentile``,
+        ``png_white_level``, ``png_diff_white_level``), also written into
+        each PNG's text metadata.
+    """
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    if scale not in PNG_SCALES:
+        raise ConfigError(f"PNG scaling must be one of {', '.join(PNG_SCALES)}, not {scale!r}")
+    if not 0.0 < percentile <= 100.0:
+        raise ConfigError(f"PNG percentile must be in (0, 100], not {percentile:g}")
+    outdir = Path(outdir)
+    (name_a, a), (name_b, b) = ((n, crop_roi(np.asarray(v, dtype=np.float64), roi)) for n, v in images.items())
+    both = np.concatenate([a.reshape(-1), b.reshape(-1)])
+    white = float(np.percentile(both, percentile)) if both.size else 0.0
+    if not white > 0:
+        white = float(both.max()) if both.size else 0.0
+    d = a - b
+    dwhite = float(np.abs(d).max()) if d.size else 0.0
+    info = dict(png_scale_method=scale, png_percentile=percentile, png_white_level=white,
+                png_diff_white_level=dwhite)
+
+    def save(pixels, path):
+        meta = PngInfo()
+        for key, value in info.items():
+            meta.add_text(key, str(value))
+        Image.fromarray(np.round(pixels * 255.0).astype(np.uint8)).save(path, pnginfo=meta)
+
+    for name, img in ((name_a, a), (name_b, b)):
+        save(_scaled(np.clip(img, 0.0, None), white, scale), outdir / f"{name}.png")
+    rgb = np.zeros(d.shape + (3,))
+    rgb[..., 0] = _scaled(np.clip(d, 0.0, None), dwhite, scale)
+    rgb[..., 2] = _scaled(np.clip(-d, 0.0, None), dwhite, scale)
+    save(rgb, outdir / "diff.png")
+    return info
+
+
+def write_artifacts(outdir, ours, ref, stats: ImageComparison, names=("py", "c"), args=None,
+                    texts=None, extra=None, png_scale: str = "sqrt", png_percentile: float = 99.5,
+                    save_floats: bool = True) -> Path:
+    """Save a comparison into ``outdir``: float images, previews, texts and ``summary.json``.
+
+    Parameters
+    ----------
+    outdir : str or path
+        Folder (created if missing).
+    ours, ref : ndarray
+        The compared images (full frames); ``ref`` is the reference.
+    stats : ImageComparison
+        Their comparison (over its ROI, if any).
+    names : (str, str)
+        Names of ``ours`` and ``ref`` in file names and summary keys
+        (``NAME_float.bin``, ``NAME.png``, ``sum_NAME``).
+    args : list of str, optional
+        The command line both programs ran.
+    texts : dict, optional
+        ``{file name: text}`` to write (e.g. the programs' output).
+    extra : dict, optional
+        More summary entries (run times, binaries).
+    png_scale, png_percentile
+        See :func:`write_previews`.
+    save_floats : bool
+        Write the two float images (little-endian float32).
+
+    Returns
+    -------
+    Path
+        ``outdir``.
+
+    Raises
+    ------
+    OutputFileError
+        When the folder cannot be created or written.
+    """
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+        for name, text in (texts or {}).items():
+            (outdir / name).write_text(text)
+        if save_floats:
+            for name, img in zip(names, (ours, ref)):
+                np.asarray(img, dtype="<f4").tofile(outdir / f"{name}_float.bin")
+        preview = write_previews({names[0]: ours, names[1]: ref}, outdir, png_scale, png_percentile, stats.roi)
+        summary = dict(args=list(args) if args is not None else None, roi=list(stats.roi) if stats.roi else None)
+        summary.update(extra or {})
+        summary.update(stats.metrics())
+        summary.update({"max_abs_diff": stats.max_abs, f"sum_{names[0]}": stats.sum_a,
+                        f"sum_{names[1]}": stats.sum_b})
+        summary.update(preview)
+        (outdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as exc:
+        raise OutputFileError(f"{outdir}: cannot write the comparison there: {exc.strerror or exc}") from exc
+    return outdir
+
+
+def write_c_run_artifacts(res: CRunComparison, outdir, argv, c_bin, png_scale: str = "sqrt",
+                          png_percentile: float = 99.5) -> Path:
+    """Save a :func:`run_against_c` comparison into ``outdir`` (see :func:`write_artifacts`).
+
+    Writes ``c_stdout.txt``, ``c_stderr.txt``, ``py_stdout.txt``, ``py_stderr.txt`` and, when both
+    float images exist, ``c_float.bin``, ``py_float.bin``, ``c.png``, ``py.png``, ``diff.png`` and
+    ``summary.json`` (with ``runtime_c_ms``, ``runtime_py_ms`` and the binaries used).
+
+    Returns
+    -------
+    Path
+        ``outdir``.
+    """
+    texts = {"c_stdout.txt": res.c_output, "c_stderr.txt": res.c_stderr,
+             "py_stdout.txt": res.ours_output, "py_stderr.txt": res.ours_stderr}
+    extra = dict(c_bin=os.path.abspath(os.fspath(c_bin)), py_bin=f"{sys.executable} (nbnumba, -mode parity)",
+                 runtime_c_ms=res.c_seconds * 1000.0, runtime_py_ms=res.ours_seconds * 1000.0,
+                 c_returncode=res.c_returncode, py_returncode=res.ours_returncode, verdict_ok=res.ok)
+    if res.float_stats is None or res.ours_float is None:
+        outdir = Path(outdir)
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+            for name, text in texts.items():
+                (outdir / name).write_text(text)
+            (outdir / "summary.json").write_text(json.dumps(dict(args=list(argv), **extra), indent=2) + "\n")
+        except OSError as exc:
+            raise OutputFileError(f"{outdir}: cannot write the comparison there: {exc.strerror or exc}") from exc
+        return outdir
+    return write_artifacts(outdir, res.ours_float, res.c_float, res.float_stats, names=("py", "c"), args=argv,
+                           texts=texts, extra=extra, png_scale=png_scale, png_percentile=png_percentile)
 
 
 def run_golden(names=(), golden_dir=None, mode: str = "parity", reference=None, out=None) -> bool:

@@ -181,3 +181,134 @@ def test_cli_golden():
     res = _cli("--golden", "--golden-dir", str(GOLDEN), "phi_osc", "roi")
     assert res.exit_code == 0, res.output
     assert "PASS roi" in res.output
+
+
+def test_relative_difference_floor():
+    """A reference pixel near zero no longer reports a relative difference of 1e29 (issue 11)."""
+    b = np.full((4, 5), 1000.0)
+    b[1, 2] = 1e-30
+    a = b.copy()
+    a[1, 2] = 1e-3  # far below anything that matters next to a maximum of 1000
+    st = compare_images(a, b)
+    assert st.max_rel == pytest.approx(1e-3 / (1e-6 * 1000.0))  # 1.0, not 1e27
+    assert st.worst == (1, 2)
+    a[1, 2] = 0.5  # 5e-4 of the maximum: a real difference, still reported as large
+    assert compare_images(a, b).max_rel == pytest.approx(0.5 / 1e-3)
+
+
+def test_compare_images_roi_and_sums():
+    a = _image(shape=(20, 30))
+    b = a.astype(np.float64).copy()
+    b[0, 0] *= 2  # outside the ROI below
+    st = compare_images(a, b, roi=(5, 14, 2, 9))  # x 5..14 (fast), y 2..9 (slow), inclusive
+    assert st.shape == (8, 10) and st.ok and st.max_abs == 0 and st.roi == (5, 14, 2, 9)
+    assert st.sum_a == pytest.approx(float(a[2:10, 5:15].astype(np.float64).sum()), rel=1e-12)
+    assert st.sum_ratio == pytest.approx(1.0)
+    full = compare_images(a, b)
+    assert not full.ok and full.mse == pytest.approx((b[0, 0] / 2) ** 2 / a.size, rel=1e-6)
+    assert full.rmse == pytest.approx(full.mse ** 0.5)
+    with pytest.raises(ConfigError, match="does not fit"):
+        compare_images(a, b, roi=(0, 30, 0, 5))
+
+
+def test_previews_are_scaled_pngs(tmp_path):
+    from PIL import Image
+
+    from nbnumba.compare import write_previews
+
+    a = np.zeros((10, 12))
+    a[3, 4] = 100.0
+    a[5, 6] = 25.0
+    b = a.copy()
+    b[5, 6] = 16.0
+    info = write_previews({"ours": a, "ref": b}, tmp_path, scale="sqrt", percentile=100.0)
+    assert info["png_scale_method"] == "sqrt" and info["png_white_level"] == 100.0
+    ours = np.asarray(Image.open(tmp_path / "ours.png"))
+    assert ours.shape == (10, 12) and ours[3, 4] == 255 and ours[5, 6] == round(255 * 0.5)
+    assert Image.open(tmp_path / "ours.png").text["png_scale_method"] == "sqrt"
+    diff = np.asarray(Image.open(tmp_path / "diff.png"))
+    assert diff.shape == (10, 12, 3) and diff[5, 6, 0] == 255 and diff[5, 6, 2] == 0 and diff[3, 4].sum() == 0
+    lin = write_previews({"ours": a, "ref": b}, tmp_path, scale="linear", percentile=100.0)
+    assert lin["png_scale_method"] == "linear"
+    assert np.asarray(Image.open(tmp_path / "ours.png"))[5, 6] == round(255 * 0.25)
+    with pytest.raises(ConfigError, match="PNG scaling"):
+        write_previews({"ours": a, "ref": b}, tmp_path, scale="gamma")
+
+
+def test_cli_two_files_outdir_roi_threshold(tmp_path):
+    import json
+
+    from PIL import Image
+
+    a = _image(shape=(40, 50))
+    b = a.astype(np.float64)
+    b[30:, :] *= 3.0  # rows 30.. differ strongly
+    write_float_image(tmp_path / "a.bin", a)
+    write_float_image(tmp_path / "b.bin", b.astype(np.float32))
+    size = ["--fpixels", "50", "--spixels", "40"]
+    out = tmp_path / "cmp"
+    res = _cli(str(tmp_path / "a.bin"), str(tmp_path / "b.bin"), *size, "--roi", "0", "49", "0", "19",
+               "--outdir", str(out), "--threshold", "0.99")
+    assert res.exit_code == 0, res.output
+    assert "ROI x 0-49, y 0-19" in res.output and "PASS" in res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["roi"] == [0, 49, 0, 19] and summary["correlation"] == pytest.approx(1.0)
+    assert summary["max_abs_diff"] == 0 and summary["sum_ratio"] == pytest.approx(1.0)
+    assert summary["png_scale_method"] == "sqrt" and summary["png_percentile"] == 99.5
+    for name in ("a.png", "b.png"):
+        assert Image.open(out / name).size == (50, 20)  # the ROI only
+    assert Image.open(out / "diff.png").mode == "RGB"
+    res = _cli(str(tmp_path / "a.bin"), str(tmp_path / "b.bin"), *size, "--threshold", "0.999999")
+    assert res.exit_code == 3 and "FAIL" in res.output
+    res = _cli(str(tmp_path / "a.bin"), str(tmp_path / "b.bin"), *size, "--roi", "0", "60", "0", "5")
+    assert res.exit_code == 2 and "does not fit" in res.output
+
+
+def _fake_c(tmp_path):
+    """A stand-in for the C binary: nbnumba's parity mode in its own process."""
+    import stat
+    import sys
+
+    script = tmp_path / "fake_nanoBragg"
+    script.write_text(f"#!{sys.executable}\nimport sys\nfrom nbnumba.runner import run_nanobragg\n"
+                      "sys.exit(run_nanobragg(sys.argv[1:], mode='parity'))\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script)
+
+
+def test_against_c_runs_in_folders_without_chdir(tmp_path, monkeypatch):
+    import json
+
+    fake = _fake_c(tmp_path)
+
+    def no_chdir(path):
+        raise AssertionError(f"os.chdir({path!r}) called")
+
+    monkeypatch.setattr(os, "chdir", no_chdir)
+    res = run_against_c(SMALL, fake, workdir=tmp_path / "work", roi=(4, 27, 4, 27))
+    assert res.ok, "\n".join(res.lines)
+    assert res.float_stats.roi == (4, 27, 4, 27) and res.float_stats.shape == (24, 24)
+    assert (tmp_path / "work" / "nbnumba" / "floatimage.bin").exists()
+    assert (tmp_path / "work" / "c" / "floatimage.bin").exists()
+    monkeypatch.undo()
+    res = _cli("--c-bin", fake, "--outdir", str(tmp_path / "cmp"), "--threshold", "0.98", "--png-scale", "log",
+               "--", *SMALL)
+    assert res.exit_code == 0, res.output
+    assert "C runtime:" in res.output and "Py runtime:" in res.output
+    for name in ("c_stdout.txt", "c_stderr.txt", "py_stdout.txt", "py_stderr.txt", "c_float.bin", "py_float.bin",
+                 "c.png", "py.png", "diff.png", "summary.json"):
+        assert (tmp_path / "cmp" / name).exists(), name
+    summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
+    for key in ("args", "c_bin", "runtime_c_ms", "runtime_py_ms", "correlation", "mse", "rmse", "max_abs_diff",
+                "sum_c", "sum_py", "sum_ratio", "png_scale_method", "png_percentile"):
+        assert key in summary, key
+    assert summary["correlation"] == pytest.approx(1.0) and summary["png_scale_method"] == "log"
+    assert "max_I" in (tmp_path / "cmp" / "py_stdout.txt").read_text()
+    assert (tmp_path / "cmp" / "c_float.bin").read_bytes() == (tmp_path / "cmp" / "py_float.bin").read_bytes()
+
+
+def test_against_c_reports_a_failing_run(tmp_path):
+    fake = _fake_c(tmp_path)
+    res = _cli("--c-bin", fake, "--outdir", str(tmp_path / "cmp"), "--", *SMALL, "-detpixels", "-5")
+    assert res.exit_code == 1 and "a run failed" in res.output
+    assert "error" in (tmp_path / "cmp" / "py_stderr.txt").read_text()
