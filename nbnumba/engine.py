@@ -43,6 +43,10 @@ class SimResult:
         The resolved geometry and arrays.
     backend : str
         Backend that rendered it.
+    timings : dict
+        Seconds spent preparing (``prepare_s``) and rendering (``kernel_s``).
+    warnings : list of str
+        What the run should tell its user, once (C's interpolation warning).
     """
 
     image: np.ndarray
@@ -50,6 +54,7 @@ class SimResult:
     prepared: Prepared
     backend: str
     timings: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
 
 
 def cuda_usable() -> bool:
@@ -122,7 +127,30 @@ def simulate(config: SimConfig, backend: str = "cpu", dtype: str = "float64",
     stats = statistics(prep, image, omega_total)
     return SimResult(image=image, stats=stats,
                      prepared=prep, backend=backend,
-                     timings={"prepare_s": t1 - t0, "kernel_s": t2 - t1})
+                     timings={"prepare_s": t1 - t0, "kernel_s": t2 - t1},
+                     warnings=interpolation_warnings(prep))
+
+
+def interpolation_warnings(prep: Prepared) -> list[str]:
+    """C's warning when tricubic interpolation needs F beyond the HKL grid: one line, with where it happened."""
+    from . import physics as P
+    from .kernels.driver import out_of_grid_pixel
+
+    hit = out_of_grid_pixel(prep)
+    if hit < 0:
+        return []
+    spixel, fpixel = divmod(hit, prep.fpixels)
+    fp, ip = prep.fp, prep.ip
+    pos = P.subpixel_position(fpixel, spixel, 0, 0, 0.0, fp, ip)
+    norm = math.sqrt(pos[0] ** 2 + pos[1] ** 2 + pos[2] ** 2)
+    src = prep.sources[0]
+    scat = [(pos[i] / norm + src[P.SRC_DIR + i]) / src[P.SRC_LAMBDA] for i in range(3)]
+    cell = prep.cells_first[0, 0]
+    h, k, l = (sum(cell[3 * j + i] * scat[i] for i in range(3)) for j in range(3))
+    after = ("interpolation is switched off from that pixel on, as C does" if prep.config.mode == "parity"
+             else f"F = {prep.config.default_F:g} (-default_F) is used for points beyond the grid")
+    return [f"WARNING: tricubic interpolation needs structure factors beyond the HKL grid, first at pixel "
+            f"{fpixel} {spixel} near h k l = {h:.2f} {k:.2f} {l:.2f}; {after}"]
 
 
 def render_flat(prep: Prepared, backend: str = "cpu", dtype: str = "float64",

@@ -151,6 +151,8 @@ def run_nanobragg(argv, out=None, mode: str | None = None) -> int:
     result = simulate(cfg, backend=backend, dtype=run.dtype, nthreads=run.nthreads,
                       prepared=prep, progress=progress)
     st = result.stats
+    for line in result.warnings:
+        say(line)
     say("")
     say(f"solid angle subtended by detector = {c_g(st.omega_sum)} steradian "
         f"( {c_g(100 * st.omega_sum / 4 / math.pi)}% sphere)")

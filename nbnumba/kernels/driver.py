@@ -162,6 +162,21 @@ def first_out_of_range(prep, backend, arrays, first_index: int, tiles) -> int:
     return n if hit < 0 else hit
 
 
+def out_of_grid_pixel(prep) -> int:
+    """The first pixel (raster index) whose interpolation stencil leaves the HKL grid, in either mode.
+
+    -1 when interpolation is off or every stencil stays inside the grid.
+    Runs the out-of-range pass on the CPU in double precision.
+    """
+    if not prep.ip[_physics("IP_INTERPOLATE")]:
+        return -1
+    lo, hi = roi_span(prep)
+    if hi <= lo:
+        return -1
+    backend = CpuBackend("float64", row=prep.fpixels)
+    return _first_flagged(backend, "out_of_range", kernel_arrays(prep, "float64"), first_swept_pixel(prep), [(lo, hi)])
+
+
 def render_flat(prep, backend: str = "cpu", dtype: str = "float64", out_dtype=np.float32,
                 nthreads: int | None = None, tile_pixels: int | None = None, progress=None) -> tuple[np.ndarray, float]:
     """Render a prepared run; return the flat image (raster order) and the summed solid angle.

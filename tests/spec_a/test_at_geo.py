@@ -24,7 +24,6 @@ def test_at_geo_001_mosflm_beam_centre_and_half_pixel():
 GEO_002 = [
     pytest.param("-mosflm -distance 100", "beam", id="A-distance-only"),
     pytest.param("-mosflm -close_distance 100", "sample",
-                 marks=defect("spec mode: -close_distance must force the SAMPLE pivot; MOSFLM still forces BEAM"),
                  id="B-close_distance-only"),
     pytest.param("-mosflm -distance 100 -pivot sample", "sample", id="C-explicit-pivot-wins"),
 ]
@@ -57,10 +56,8 @@ def test_at_geo_003_beam_pivot_renders_the_users_beam_centre():
 
 
 @pytest.mark.parametrize("pivot", [
-    pytest.param("beam", marks=defect("after 2theta with the BEAM pivot the SMV header's DISTANCE and beam centres "
-                                      "are computed without the 2theta rotation, not from the rendered detector")),
-    pytest.param("sample", marks=defect("after 2theta with the SAMPLE pivot the SMV header's DISTANCE and beam "
-                                        "centres are computed without the 2theta rotation")),
+    pytest.param("beam"),
+    pytest.param("sample"),
 ])
 def test_at_geo_003_reported_geometry_is_the_rendered_one(pivot, tmp_path):
     args = (f"{CUBIC} -detpixels 64 -pixel 0.1 -close_distance 100 -Xbeam 3.1 -Ybeam 2.9 -pivot {pivot} {ROT} "

@@ -132,12 +132,8 @@ def test_at_parallel_004_mosflm_half_pixel_offset():
 PAR_005 = [
     pytest.param("-Xbeam 20 -Ybeam 15", "beam", id="Xbeam"),
     # -Xclose/-Yclose in the convention's axes, like -Xbeam/-Ybeam (docs/quirks.md)
-    pytest.param("-Xclose 20 -Yclose 15", "sample", marks=defect(
-        "spec mode: -Xclose/-Yclose must pivot on the sample and put the near point there; MOSFLM forces the "
-        "BEAM pivot and the beam lands at the default centre"), id="Xclose"),
-    pytest.param("-ORGX 151 -ORGY 201", "sample", marks=defect(
-        "spec mode: -ORGX/-ORGY must pivot on the sample; MOSFLM forces the BEAM pivot and the beam lands at "
-        "the default centre"), id="ORGX"),
+    pytest.param("-Xclose 20 -Yclose 15", "sample", id="Xclose"),
+    pytest.param("-ORGX 151 -ORGY 201", "sample", id="ORGX"),
 ]
 
 

@@ -103,14 +103,11 @@ def test_at_pre_001_header_precedence(order, tmp_path):
 
 
 PRE_002 = [
-    pytest.param("-xds -Xbeam 2.0 -Ybeam 2.5", "beam", marks=defect(
-        "spec mode: -Xbeam/-Ybeam must force the BEAM pivot; a named convention (XDS) still forces its own"),
+    pytest.param("-xds -Xbeam 2.0 -Ybeam 2.5", "beam",
         id="Xbeam-forces-beam"),
-    pytest.param("-mosflm -Xclose 2.0 -Yclose 2.5", "sample", marks=defect(
-        "spec mode: -Xclose/-Yclose must force the SAMPLE pivot; MOSFLM still forces BEAM"),
+    pytest.param("-mosflm -Xclose 2.0 -Yclose 2.5", "sample",
         id="Xclose-forces-sample"),
-    pytest.param("-mosflm -ORGX 20 -ORGY 25", "sample", marks=defect(
-        "spec mode: -ORGX/-ORGY must force the SAMPLE pivot; MOSFLM still forces BEAM"), id="ORGX-forces-sample"),
+    pytest.param("-mosflm -ORGX 20 -ORGY 25", "sample", id="ORGX-forces-sample"),
     pytest.param("-mosflm -Xclose 2.0 -Yclose 2.5 -pivot beam", "beam", id="pivot-overrides-Xclose"),
     pytest.param("-mosflm -Xbeam 2.0 -Ybeam 2.5 -pivot sample", "sample", id="pivot-overrides-Xbeam"),
     pytest.param("-xds -ORGX 20 -ORGY 25 -pivot beam", "beam", id="pivot-overrides-ORGX"),

@@ -107,7 +107,6 @@ def test_at_str_002_tricubic_interpolation_inside_the_grid():
     np.testing.assert_allclose(r.image, base * F ** 2, rtol=1e-5)
 
 
-@defect("the tricubic interpolation leaving the HKL grid prints no warning (C prints one)")
 def test_at_str_002_out_of_grid_warning_once():
     _grid_file(-2, 2)
     code, out, err = cli(f"{INTERP} -default_F 5 -nonoise -nopgm -floatfile f.bin")
@@ -268,10 +267,8 @@ def test_at_io_003_fdump_cache(tmp_path):
 HKL_FORMATS = [
     pytest.param("minimal", id="minimal"),
     pytest.param("negative", id="negative_indices"),
-    pytest.param("with_phase", marks=defect("h k l F PHASE files are refused; spec mode must read F and ignore the "
-                                            "rest"), id="with_phase"),
-    pytest.param("with_sigma", marks=defect("h k l F SIGF PHASE files are refused; spec mode must read F and "
-                                            "ignore the rest"), id="with_sigma"),
+    pytest.param("with_phase", id="with_phase"),
+    pytest.param("with_sigma", id="with_sigma"),
 ]
 
 
