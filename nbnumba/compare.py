@@ -60,7 +60,6 @@ __all__ = [
 SMV_SUFFIXES = (".img", ".smv")
 # relative differences are taken against at least this fraction of the reference image's maximum
 REL_FLOOR = 1e-6
-PNG_SCALES = ("sqrt", "log", "linear")
 # flags naming files the program reads
 INPUT_FLAGS = ("-hkl", "-mat", "-sourcefile", "-mask", "-img", "-stol")
 
@@ -605,18 +604,6 @@ def run_against_c(argv, c_bin, workdir=None, keep: bool = False, timeout: float 
             res.workdir = None
 
 
-def _scaled(values, vmax, method):
-    """Map ``values`` (>= 0) onto [0, 1] for a preview: linear, square root or logarithmic."""
-    if not vmax > 0:
-        return np.zeros_like(values)
-    x = np.clip(values / vmax, 0.0, 1.0)
-    if method == "sqrt":
-        return np.sqrt(x)
-    if method == "log":
-        return np.log1p(1000.0 * x) / np.log1p(1000.0)
-    return x
-
-
 def write_previews(images: dict, outdir, scale: str = "sqrt", percentile: float = 99.5, roi=None) -> dict:
     """PNG previews of two images on one intensity scale, and of their difference.
 
@@ -643,36 +630,30 @@ def write_previews(images: dict, outdir, scale: str = "sqrt", percentile: float 
         ``png_white_level``, ``png_diff_white_level``), also written into
         each PNG's text metadata.
     """
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
+    from .io.outputs import OutputSet
 
-    if scale not in PNG_SCALES:
-        raise ConfigError(f"PNG scaling must be one of {', '.join(PNG_SCALES)}, not {scale!r}")
-    if not 0.0 < percentile <= 100.0:
-        raise ConfigError(f"PNG percentile must be in (0, 100], not {percentile:g}")
-    outdir = Path(outdir)
+    with OutputSet() as out:
+        info = add_previews(out, images, Path(outdir), scale, percentile, roi)
+        out.commit()
+    return info
+
+
+def add_previews(out, images: dict, outdir: Path, scale: str = "sqrt", percentile: float = 99.5, roi=None) -> dict:
+    """Add the previews of :func:`write_previews` to an output set ``out``; return their scaling."""
+    from .io.png import encode_png, scaled, white_level
+
     (name_a, a), (name_b, b) = ((n, crop_roi(np.asarray(v, dtype=np.float64), roi)) for n, v in images.items())
-    both = np.concatenate([a.reshape(-1), b.reshape(-1)])
-    white = float(np.percentile(both, percentile)) if both.size else 0.0
-    if not white > 0:
-        white = float(both.max()) if both.size else 0.0
+    white = white_level([a, b], percentile)
     d = a - b
     dwhite = float(np.abs(d).max()) if d.size else 0.0
     info = dict(png_scale_method=scale, png_percentile=percentile, png_white_level=white,
                 png_diff_white_level=dwhite)
-
-    def save(pixels, path):
-        meta = PngInfo()
-        for key, value in info.items():
-            meta.add_text(key, str(value))
-        Image.fromarray(np.round(pixels * 255.0).astype(np.uint8)).save(path, pnginfo=meta)
-
     for name, img in ((name_a, a), (name_b, b)):
-        save(_scaled(np.clip(img, 0.0, None), white, scale), outdir / f"{name}.png")
+        out.add(outdir / f"{name}.png", encode_png(scaled(np.clip(img, 0.0, None), white, scale), info))
     rgb = np.zeros(d.shape + (3,))
-    rgb[..., 0] = _scaled(np.clip(d, 0.0, None), dwhite, scale)
-    rgb[..., 2] = _scaled(np.clip(-d, 0.0, None), dwhite, scale)
-    save(rgb, outdir / "diff.png")
+    rgb[..., 0] = scaled(np.clip(d, 0.0, None), dwhite, scale)
+    rgb[..., 2] = scaled(np.clip(-d, 0.0, None), dwhite, scale)
+    out.add(outdir / "diff.png", encode_png(rgb, info))
     return info
 
 
@@ -713,24 +694,28 @@ def write_artifacts(outdir, ours, ref, stats: ImageComparison, names=("py", "c")
     OutputFileError
         When the folder cannot be created or written.
     """
+    from .io.outputs import OutputSet
+
     outdir = Path(outdir)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputFileError(f"{outdir}: cannot write the comparison there: {exc.strerror or exc}") from exc
+    with OutputSet() as out:
         for name, text in (texts or {}).items():
-            (outdir / name).write_text(text)
+            out.add(outdir / name, text.encode())
         if save_floats:
             for name, img in zip(names, (ours, ref)):
-                np.asarray(img, dtype="<f4").tofile(outdir / f"{name}_float.bin")
-        preview = write_previews({names[0]: ours, names[1]: ref}, outdir, png_scale, png_percentile, stats.roi)
+                out.add(outdir / f"{name}_float.bin", np.ascontiguousarray(img, dtype="<f4").tobytes())
+        preview = add_previews(out, {names[0]: ours, names[1]: ref}, outdir, png_scale, png_percentile, stats.roi)
         summary = dict(args=list(args) if args is not None else None, roi=list(stats.roi) if stats.roi else None)
         summary.update(extra or {})
         summary.update(stats.metrics())
         summary.update({"max_abs_diff": stats.max_abs, f"sum_{names[0]}": stats.sum_a,
                         f"sum_{names[1]}": stats.sum_b})
         summary.update(preview)
-        (outdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    except OSError as exc:
-        raise OutputFileError(f"{outdir}: cannot write the comparison there: {exc.strerror or exc}") from exc
+        out.add(outdir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+        out.commit()
     return outdir
 
 
@@ -753,14 +738,18 @@ def write_c_run_artifacts(res: CRunComparison, outdir, argv, c_bin, png_scale: s
                  runtime_c_ms=res.c_seconds * 1000.0, runtime_py_ms=res.ours_seconds * 1000.0,
                  c_returncode=res.c_returncode, py_returncode=res.ours_returncode, verdict_ok=res.ok)
     if res.float_stats is None or res.ours_float is None:
+        from .io.outputs import OutputSet
+
         outdir = Path(outdir)
         try:
             outdir.mkdir(parents=True, exist_ok=True)
-            for name, text in texts.items():
-                (outdir / name).write_text(text)
-            (outdir / "summary.json").write_text(json.dumps(dict(args=list(argv), **extra), indent=2) + "\n")
         except OSError as exc:
             raise OutputFileError(f"{outdir}: cannot write the comparison there: {exc.strerror or exc}") from exc
+        with OutputSet() as out:
+            for name, text in texts.items():
+                out.add(outdir / name, text.encode())
+            out.add(outdir / "summary.json", (json.dumps(dict(args=list(argv), **extra), indent=2) + "\n").encode())
+            out.commit()
         return outdir
     return write_artifacts(outdir, res.ours_float, res.c_float, res.float_stats, names=("py", "c"), args=argv,
                            texts=texts, extra=extra, png_scale=png_scale, png_percentile=png_percentile)

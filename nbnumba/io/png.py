@@ -22,7 +22,7 @@ import numpy as np
 from nbnumba.errors import ConfigError
 from nbnumba.io.registry import register_writer
 
-__all__ = ["SCALES", "difference_png", "preview_png", "scaled"]
+__all__ = ["SCALES", "difference_png", "encode_png", "preview_png", "scaled", "white_level"]
 
 SCALES = ("sqrt", "log", "linear")
 LOG_DECADES = 3.0  # the log scale spans this many decades below the white level
@@ -54,13 +54,14 @@ def white_level(images, percentile: float) -> float:
     return white if white > 0 else float(values.max())
 
 
-def _encode(pixels: np.ndarray, info: dict) -> bytes:
+def encode_png(pixels: np.ndarray, text: dict) -> bytes:
+    """PNG bytes of grey (2-D) or RGB (3-D) levels in [0, 1], with ``text`` as its text chunks."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
     meta = PngInfo()
-    for key, value in info.items():
-        meta.add_text(f"nbnumba_{key}", str(value))
+    for key, value in text.items():
+        meta.add_text(key, str(value))
     buf = io.BytesIO()
     Image.fromarray(np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)).save(buf, format="PNG",
                                                                                         pnginfo=meta)
@@ -95,7 +96,7 @@ def preview_png(image, scale: str = "sqrt", percentile: float = 99.5, white: flo
         grey = 1.0 - grey
     info = {"scale": scale, "white_level": level, "percentile": percentile if white is None else "",
             "invert": bool(invert), "units": "photons per pixel"}
-    return _encode(grey, info), info
+    return encode_png(grey, {f"nbnumba_{k}": v for k, v in info.items()}), info
 
 
 def difference_png(a, b, scale: str = "sqrt", white: float | None = None) -> tuple[bytes, dict]:
@@ -111,7 +112,7 @@ def difference_png(a, b, scale: str = "sqrt", white: float | None = None) -> tup
     rgb[..., 0] = scaled(np.clip(d, 0.0, None), level, scale)
     rgb[..., 2] = scaled(np.clip(-d, 0.0, None), level, scale)
     info = {"scale": scale, "white_level": level, "units": "photons per pixel, first minus second"}
-    return _encode(rgb, info), info
+    return encode_png(rgb, {f"nbnumba_{k}": v for k, v in info.items()}), info
 
 
 @register_writer("png", ".png", "as a PNG preview")
