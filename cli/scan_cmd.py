@@ -6,7 +6,7 @@ import sys
 
 import click
 
-FORMAT_CHOICES = ("float", "smv")
+DEFAULT_FORMATS = ("float", "smv")
 
 
 def fail(command: str, message: str, code: int = 2) -> None:
@@ -42,8 +42,9 @@ def open_executor(command: str, address):
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for the frames (created if missing).")
 @click.option("--prefix", default="frame", show_default=True, help="File names: PREFIX_0001.bin/.img.")
-@click.option("--format", "formats", multiple=True, type=click.Choice(FORMAT_CHOICES),
-              help="Files per frame (repeatable; default float and smv).")
+@click.option("--format", "formats", multiple=True, metavar="FORMAT",
+              help="Files per frame (repeatable; default float and smv): float, smv, pgm, noise, cbf (photon "
+                   "counts), tiff, edf, png; nexus writes one NXmx file for the whole scan.")
 @click.option("--dask", default=None, metavar="ADDRESS",
               help="Render on a Dask cluster: a scheduler address, or 'local' for a new local cluster.")
 @click.option("--backend", type=click.Choice(("cpu", "cuda", "auto")), default=None,
@@ -104,9 +105,9 @@ def scan(n_frames, phi_step, phi_start, osc_deg, vary, out_dir, prefix, formats,
             click.echo(f"rendering {len(the_scan)} frames ({executor.name} executor) into {out_dir}")
             records = run_scan(the_scan, executor=executor, backend=backend or run.backend,
                                dtype=dtype or run.dtype, out_dir=out_dir, prefix=prefix,
-                               formats=formats or FORMAT_CHOICES, nthreads=run.nthreads,
+                               formats=formats or DEFAULT_FORMATS, nthreads=run.nthreads,
                                intfile_scale=scale, adc_offset=run.adc_offset, resume=resume,
-                               inputs=run_inputs(run))
+                               seed=run.seed, inputs=run_inputs(run))
     except NbnumbaError as exc:
         fail("scan", str(exc))
     for r in records:

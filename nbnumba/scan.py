@@ -493,6 +493,7 @@ class FrameRecord:
     timings: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)
     resumed: bool = False
+    counts: np.ndarray | None = None
 
     def to_json(self) -> dict:
         """The record without the image, with JSON-friendly values."""
@@ -538,6 +539,7 @@ class _FrameTask:
     keep_image: bool
     seed: int | None = None
     inputs: tuple = ()
+    keep_counts: bool = False
 
 
 def frame_paths(out_dir, prefix: str, number: int, formats=FORMATS, digits: int = 4) -> dict:
@@ -575,12 +577,16 @@ def render_frame(task: _FrameTask) -> FrameRecord:
     stats = dataclasses.asdict(result.stats)
     paths = {}
     files = {}
-    if task.out_dir is not None:
-        from .io.outputs import Frame, OutputSet
+    frame = None
+    if task.out_dir is not None or task.keep_counts:
+        from .io.outputs import Frame
 
-        paths = frame_paths(task.out_dir, task.prefix, task.number, task.formats, task.digits)
         frame = Frame.from_result(result, intfile_scale=task.intfile_scale, adc_offset=task.adc_offset,
                                   seed=task.seed)
+    if task.out_dir is not None:
+        from .io.outputs import OutputSet
+
+        paths = frame_paths(task.out_dir, task.prefix, task.number, task.formats, task.digits)
         with OutputSet(inputs=task.inputs, digest=True, sweep=False) as out:
             for fmt, path in paths.items():
                 out.add_frame(path, fmt, frame)
@@ -592,7 +598,30 @@ def render_frame(task: _FrameTask) -> FrameRecord:
     keep = task.keep_image or task.out_dir is None
     return FrameRecord(index=task.index, number=task.number, changes=dict(task.changes), stats=stats,
                        paths=paths, image=result.image if keep else None, timings=dict(result.timings),
-                       files=files)
+                       files=files, counts=frame.counts if task.keep_counts else None)
+
+
+def frame_seed(seed: int | None, index: int) -> int | None:
+    """The noise seed of frame ``index`` (0-based): C's stored seed, one apart per frame.
+
+    Every frame gets its own Poisson deviates; frame 0 has the scan's seed,
+    so a one-frame scan reproduces the ``nanoBragg`` command's noise.
+    """
+    return None if seed is None else int(seed) - int(index)
+
+
+def write_sweep(path: str, scan: Scan, records: list, inputs=()) -> None:
+    """One NeXus/NXmx file holding every frame's photon counts, one slice per frame, as a rotation sweep."""
+    from .io.geometry import FrameGeometry
+    from .io.nexus import nxmx_bytes
+    from .io.outputs import atomic_write
+    from .prepare import prepare
+
+    ordered = sorted(records, key=lambda r: r.index)
+    geometry = FrameGeometry.from_prepared(prepare(scan.config(ordered[0].index)))
+    angles = [float(scan.config(r.index).phi0) for r in ordered]
+    stack = np.stack([r.counts for r in ordered])
+    atomic_write(path, nxmx_bytes(stack, geometry, angles, name=path), inputs=inputs)
 
 
 def _batch_size(executor, n: int) -> int:
@@ -637,8 +666,11 @@ def run_scan(scan: Scan, executor=None, backend: str = "cpu", out_dir=None, pref
         plain name (no ``/`` or ``..``).
     formats : sequence of str
         Output formats per frame (registry names: ``'float'``, ``'smv'``,
-        ``'pgm'``, and ``'noise'`` with a `seed`); the files of one frame
-        are written together, all or none.
+        ``'pgm'``, ``'tiff'``, ``'edf'``, ``'png'``, and with a `seed`
+        ``'noise'`` and ``'cbf'``); the files of one frame are written
+        together, all or none.  ``'nexus'`` writes one NXmx file,
+        ``<prefix>.h5``, with every frame's photon counts as a rotation
+        sweep, once all frames are rendered.
     dtype : {'float64', 'float32'}
         Kernel precision.
     nthreads : int, optional
@@ -659,7 +691,9 @@ def run_scan(scan: Scan, executor=None, backend: str = "cpu", out_dir=None, pref
         With ``out_dir``, skip the frames that the manifest records as
         complete and whose files still match their size and sha256.
     seed : int, optional
-        Noise seed as C stores it (negated), for the ``'noise'`` format.
+        Noise seed as C stores it (negated), for the ``'noise'``, ``'cbf'``
+        and ``'nexus'`` formats; frame ``i`` uses ``seed - i``
+        (:func:`frame_seed`).
     inputs : iterable of str
         Files the scan reads; none may be an output.
 
@@ -685,10 +719,15 @@ def run_scan(scan: Scan, executor=None, backend: str = "cpu", out_dir=None, pref
     bad = [f for f in formats if f not in format_names()]
     if bad:
         raise ConfigError(f"unknown frame format {bad[0]!r}; valid: {', '.join(format_names())}")
-    if "noise" in formats and seed is None:
-        raise ConfigError("the noise format needs a seed")
+    counted = sorted(set(formats) & {"noise", "cbf", "nexus"})
+    if counted and seed is None:
+        raise ConfigError(f"the {', '.join(counted)} format(s) need a noise seed")
     if len(set(formats)) != len(formats):
         raise ConfigError("a format is listed twice")
+    sweep = "nexus" in formats
+    if sweep and out_dir is None:
+        raise ConfigError("the nexus format writes one file for the scan: give an output folder")
+    formats = tuple(f for f in formats if f != "nexus")
     inputs = tuple(os.fspath(p) for p in inputs if p is not None)
     executor = executor or LocalExecutor()
     digits = max(4, len(str(first_number + len(scan) - 1)))
@@ -696,7 +735,8 @@ def run_scan(scan: Scan, executor=None, backend: str = "cpu", out_dir=None, pref
         _FrameTask(config=scan.config(i), index=i, number=first_number + i, changes=dict(ch),
                    backend=backend, dtype=dtype, nthreads=nthreads, out_dir=None, prefix=prefix,
                    formats=formats, digits=digits, intfile_scale=float(intfile_scale),
-                   adc_offset=float(adc_offset), keep_image=keep_images, seed=seed, inputs=inputs)
+                   adc_offset=float(adc_offset), keep_image=keep_images, seed=frame_seed(seed, i), inputs=inputs,
+                   keep_counts=sweep)
         for i, ch in enumerate(scan.frames)
     ]
     if out_dir is None:
@@ -711,10 +751,13 @@ def run_scan(scan: Scan, executor=None, backend: str = "cpu", out_dir=None, pref
         raise OutputFileError(f"cannot create the folder {out_dir}: {exc.strerror or exc}") from None
     manifest_path = os.path.join(out_dir, f"{prefix}_scan.json")
     all_paths = [p for t in tasks for p in frame_paths(out_dir, prefix, t.number, formats, digits).values()]
-    check_outputs(all_paths + ([manifest_path] if manifest else []), inputs)
+    sweep_path = os.path.join(out_dir, f"{prefix}.h5")
+    check_outputs(all_paths + ([manifest_path] if manifest else []) + ([sweep_path] if sweep else []), inputs)
     remove_stale_temporaries(out_dir)
-    stamp = fingerprint(scan.base, scan.name, formats, prefix, first_number, float(intfile_scale),
-                        float(adc_offset), dtype, backend, seed)
+    # what the files depend on: a clock-drawn seed that no frame uses must not block a resume
+    base = scan.base if scan.base.misset_random else dataclasses.replace(scan.base, misset_seed=0)
+    stamp = fingerprint(base, scan.name, formats + (("nexus",) if sweep else ()), prefix, first_number,
+                        float(intfile_scale), float(adc_offset), dtype, backend, seed if counted else None)
     old = load_manifest(manifest_path, stamp) if (resume and manifest) else {}
     done, todo = [], []
     for task in tasks:
@@ -733,4 +776,13 @@ def run_scan(scan: Scan, executor=None, backend: str = "cpu", out_dir=None, pref
             _write_manifest(manifest_path, scan, stamp, records, inputs)
     if manifest and not todo:
         _write_manifest(manifest_path, scan, stamp, records, inputs)
+    if sweep:
+        # frames kept from an earlier run render again for their counts (deterministic: same seeds)
+        again = [dataclasses.replace(t, out_dir=None, keep_image=False) for t in tasks
+                 if t.index in {r.index for r in records if r.counts is None}]
+        counts = {r.index: r.counts for r in executor.map(render_frame, again)} if again else {}
+        for r in records:
+            if r.counts is None:
+                r.counts = counts[r.index]
+        write_sweep(sweep_path, scan, records, inputs)
     return sorted(records, key=lambda r: r.index)

@@ -235,3 +235,46 @@ def test_counts_without_noise_are_the_rounded_photons(tmp_path):
     counts = fabio.open(str(tmp_path / "f.cbf")).data
     np.testing.assert_array_equal(counts, np.floor(floats.astype(np.float64) + 0.5).astype(np.int32))
     assert not (tmp_path / "n.img").exists()
+
+
+def test_scan_writes_frames_in_every_format_and_one_nexus_sweep(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    from click.testing import CliRunner
+
+    from cli.main import nbnumba
+
+    args = ["scan", "--frames", "3", "--phi-step", "0.5", "--out", str(tmp_path / "s"), "--prefix", "rot",
+            "--format", "cbf", "--format", "nexus", "--format", "tiff", "--", *RUN.split()]
+    res = CliRunner().invoke(nbnumba, args)
+    assert res.exit_code == 0, res.output
+    names = sorted(p.name for p in (tmp_path / "s").iterdir())
+    assert names == ["rot.h5", "rot_0001.cbf", "rot_0001.tif", "rot_0002.cbf", "rot_0002.tif", "rot_0003.cbf",
+                     "rot_0003.tif", "rot_scan.json"]
+    cbfs = [fabio.open(str(tmp_path / "s" / f"rot_000{i}.cbf")).data for i in (1, 2, 3)]
+    # each frame has its own noise (seeds one apart), the first one that of the nanoBragg command
+    assert not np.array_equal(cbfs[0], cbfs[1])
+    _run(tmp_path)
+    np.testing.assert_array_equal(cbfs[0], fabio.open(str(tmp_path / "f.cbf")).data)
+    with h5py.File(tmp_path / "s" / "rot.h5", "r") as f:
+        np.testing.assert_array_equal(f["/entry/data/data"][()], np.stack(cbfs))
+        np.testing.assert_allclose(f["/entry/sample/transformations/omega"][()], [3.0, 3.5, 4.0])
+        assert f["/entry/sample/transformations/omega_increment_set"][()] == pytest.approx(0.5)
+    # resumed: the frames are kept and the sweep is written again with the same counts
+    res = CliRunner().invoke(nbnumba, args[:1] + ["--resume"] + args[1:])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("(complete, kept)") == 3
+    with h5py.File(tmp_path / "s" / "rot.h5", "r") as f:
+        np.testing.assert_array_equal(f["/entry/data/data"][()], np.stack(cbfs))
+
+
+def test_scan_counted_formats_need_a_seed(tmp_path):
+    from nbnumba import config_from_args
+    from nbnumba.errors import ConfigError
+    from nbnumba.scan import phi_scan, run_scan
+
+    cfg, _ = config_from_args(RUN.split())
+    with pytest.raises(ConfigError, match="cbf, nexus format"):
+        run_scan(phi_scan(cfg, 0.0, 1.0, 2), out_dir=tmp_path, formats=("cbf", "nexus"))
+    with pytest.raises(ConfigError, match="unknown frame format 'jpeg'"):
+        run_scan(phi_scan(cfg, 0.0, 1.0, 2), out_dir=tmp_path, formats=("jpeg",))
+    assert list(tmp_path.iterdir()) == []

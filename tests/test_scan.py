@@ -131,8 +131,8 @@ def test_parameter_scan_in_memory(base):
 
         np.testing.assert_array_equal(r.image, simulate(replace(base, distance=d)).image)
         assert r.paths == {}
-    with pytest.raises(ConfigError, match="unknown frame format 'tiff'"):
-        run_scan(scan, formats=("tiff",))
+    with pytest.raises(ConfigError, match="unknown frame format 'jpeg'"):
+        run_scan(scan, formats=("jpeg",))
 
 
 def test_scan_validates_changes(base):
