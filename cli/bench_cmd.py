@@ -18,7 +18,7 @@ def _workloads(ctx, param, value):
     return tuple(names)
 
 
-@click.command(name="bench")
+@click.command(name="bench", context_settings=dict(help_option_names=["-h", "--help"]))
 @click.option("--quick", is_flag=True, help="Small sizes, 1 repeat, W3 as a 64x64 ROI only (what CI runs).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
               help="Runs per measurement (medians are reported); --quick uses 1.")

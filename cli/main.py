@@ -55,7 +55,7 @@ def nanobragg(args):
     run_command_line(args)
 
 
-@click.group(name="nbnumba", cls=SafeGroup)
+@click.group(name="nbnumba", cls=SafeGroup, context_settings=dict(help_option_names=["-h", "--help"]))
 @click.version_option(package_name="nbnumba")
 def nbnumba():
     """nbnumba: Numba-accelerated nanoBragg."""

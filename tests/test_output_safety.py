@@ -654,6 +654,8 @@ def test_unexpected_error_in_a_subcommand_is_one_line(tmp_path):
 @pytest.mark.parametrize("code, args", [
     (NANOBRAGG, ["-h"]),
     (NBNUMBA, ["scan", "-h"]),
+    (NBNUMBA, ["bench", "-h"]),
+    (NBNUMBA, ["-h"]),
     (NBNUMBA, ["scan", "--frames", "2", "--phi-step", "1", "--out", "o", "--", *SCAN]),
     (NANOBRAGG, BASE),
 ])
