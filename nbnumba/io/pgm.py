@@ -9,7 +9,7 @@ from nbnumba.io._roi import roi_mask
 from nbnumba.io.cfmt import c_g
 from nbnumba.io.registry import register_writer
 
-__all__ = ["pgm_bytes", "write_pgm"]
+__all__ = ["pgm_bytes", "pgm_chunks", "write_pgm"]
 
 
 def _to_uchar(values: np.ndarray) -> np.ndarray:
@@ -21,8 +21,8 @@ def _to_uchar(values: np.ndarray) -> np.ndarray:
     return (ints & 0xFF).astype(np.uint8)
 
 
-def pgm_bytes(float_image, pgm_scale: float, roi=None, fpixels: int | None = None) -> bytes:
-    """Bytes of C's PGM preview of a float image.
+def pgm_chunks(float_image, pgm_scale: float, roi=None, fpixels: int | None = None, block_rows: int = 256):
+    """C's PGM preview of a float image, as byte chunks (a block of rows at a time, to bound memory).
 
     Parameters
     ----------
@@ -36,38 +36,45 @@ def pgm_bytes(float_image, pgm_scale: float, roi=None, fpixels: int | None = Non
         outside are 0.
     fpixels : int, optional
         Fast-axis size for a 1-D image.
+    block_rows : int
+        Rows converted at a time.
 
-    Returns
-    -------
+    Yields
+    ------
     bytes
-        ``P5\\n{fpixels} {spixels}\\n# pixels scaled by {%g}\\n255\\n`` and one
+        ``P5\\n{fpixels} {spixels}\\n# pixels scaled by {%g}\\n255\\n``, then one
         byte per pixel: ``min(value * pgm_scale, 255)`` truncated to unsigned
         char.
     """
     img = np.asarray(float_image)
-    if img.ndim == 2:
-        spix, fpix = img.shape
-    elif img.ndim == 1 and fpixels:
+    if img.ndim == 1 and fpixels:
         fpix = int(fpixels)
-        spix = img.size // fpix
-        if spix * fpix != img.size:
+        if img.size % fpix:
             raise ValueError(f"{img.size} pixels is not a multiple of fpixels={fpix}")
-    else:
+        img = img.reshape(-1, fpix)
+    elif img.ndim != 2:
         raise ValueError("float_image must be 2-D, or 1-D with fpixels")
-    flat = img.reshape(-1).astype(np.float32).astype(np.float64)
-    mask = roi_mask((spix, fpix), roi)
-    test = flat * float(pgm_scale)
-    test = np.where(test > 255.0, 255.0, test)
-    out = np.zeros(flat.size, dtype=np.uint8)
-    out[mask] = _to_uchar(test[mask])
-    head = f"P5\n{fpix} {spix}\n# pixels scaled by {c_g(pgm_scale)}\n255\n".encode("ascii")
-    return head + out.tobytes()
+    spix, fpix = img.shape
+    mask = roi_mask((spix, fpix), roi).reshape(spix, fpix)
+    yield f"P5\n{fpix} {spix}\n# pixels scaled by {c_g(pgm_scale)}\n255\n".encode("ascii")
+    for r0 in range(0, spix, block_rows):
+        test = img[r0:r0 + block_rows].astype(np.float32).astype(np.float64) * float(pgm_scale)
+        test = np.where(test > 255.0, 255.0, test)
+        keep = mask[r0:r0 + block_rows]
+        out = np.zeros(test.shape, dtype=np.uint8)
+        out[keep] = _to_uchar(test[keep])
+        yield out.tobytes()
+
+
+def pgm_bytes(float_image, pgm_scale: float, roi=None, fpixels: int | None = None) -> bytes:
+    """Bytes of C's PGM preview of a float image (see :func:`pgm_chunks`)."""
+    return b"".join(pgm_chunks(float_image, pgm_scale, roi, fpixels))
 
 
 @register_writer("pgm", ".pgm", "as 1-byte integers")
 def pgm_frame_bytes(frame) -> bytes:
     """PGM bytes of a :class:`~nbnumba.io.frame.Frame`, at its PGM scale."""
-    return pgm_bytes(frame.image, frame.pgm_scale_used, roi=frame.roi)
+    return pgm_chunks(frame.image, frame.pgm_scale_used, roi=frame.roi)
 
 
 def write_pgm(path, float_image, pgm_scale: float, roi=None, fpixels: int | None = None) -> None:
@@ -91,4 +98,4 @@ def write_pgm(path, float_image, pgm_scale: float, roi=None, fpixels: int | None
     OutputFileError
         If the file cannot be written.
     """
-    atomic_write(path, pgm_bytes(float_image, pgm_scale, roi, fpixels))
+    atomic_write(path, pgm_chunks(float_image, pgm_scale, roi, fpixels))

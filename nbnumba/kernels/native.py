@@ -439,6 +439,18 @@ def _remove_leftovers(folder: str, key: str) -> None:
             _remove(path)
 
 
+_told_compiling = False
+
+
+def _say_compiling() -> None:
+    """Say once a process, on stderr, that the kernels are being compiled (the first run waits for it)."""
+    global _told_compiling
+    if not _told_compiling:
+        _told_compiling = True
+        print("nbnumba: compiling the kernels for this CPU (once, about 5-15 s; later runs load them from "
+              f"{cache_dir()})", file=sys.stderr, flush=True)
+
+
 def _build_checked(kind: str, dtype: str, out_dtype: str, folder: str, key: str, expected: dict) -> NativeKernel:
     """Build the library of ``key`` under the lock (unless another process just did) and load it."""
     from . import native_build
@@ -450,6 +462,7 @@ def _build_checked(kind: str, dtype: str, out_dtype: str, folder: str, key: str,
             return kernel
         _remove_leftovers(folder, key)
         lib_path = os.path.join(folder, key + ".so")
+        _say_compiling()
         try:
             symbol = native_build.build(kind, dtype, out_dtype, lib_path)
         except Exception as exc:
