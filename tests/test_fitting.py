@@ -15,8 +15,6 @@ from nbnumba.fitting import fit
 from nbnumba.gradients import render_image
 from nbnumba.scan import apply_changes
 
-pytest.importorskip("scipy")
-
 ARGS = ("-cell 50 60 70 90 90 90 -default_F 100 -N 6 -lambda 1.0 -detpixels 40 -pixel 0.24 -distance 60 "
         "-misset 10 20 30 -oversample 1 -phi 0 -osc 0.5 -phisteps 2 -water 0.02")
 # -water 0.02: a background of about 5 photons a pixel, as on a real frame

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import fabio
 import numpy as np
 import pytest
 
@@ -12,8 +13,6 @@ from nbnumba.io.cbf import write_cbf
 from nbnumba.io.floatformats import write_edf, write_tiff
 from nbnumba.io.geometry import FrameGeometry
 from nbnumba.io.nexus import write_nxmx
-
-fabio = pytest.importorskip("fabio")
 
 
 def _info(**kw):
@@ -66,7 +65,7 @@ def test_cbf_counts_and_header_with_fabio(tmp_path):
 
 
 def test_cbf_with_pycbf(tmp_path):
-    pycbf = pytest.importorskip("pycbf")
+    import pycbf
     info = _info()
     counts = _counts(info, seed=4)
     write_cbf(tmp_path / "f.cbf", counts, info)
@@ -128,7 +127,7 @@ def _resolve_chain(f, path):
 
 
 def test_nxmx_structure_and_geometry_with_h5py(tmp_path):
-    h5py = pytest.importorskip("h5py")
+    import h5py
     info = _info()
     frames = np.stack([_counts(info, seed=s) for s in range(3)])
     write_nxmx(tmp_path / "scan.h5", frames, info)
@@ -191,7 +190,7 @@ def _run(tmp_path, extra=()):
 
 
 def test_every_format_of_one_run_read_back(tmp_path):
-    h5py = pytest.importorskip("h5py")
+    import h5py
     from PIL import Image
 
     text = _run(tmp_path)
@@ -238,7 +237,7 @@ def test_counts_without_noise_are_the_rounded_photons(tmp_path):
 
 
 def test_scan_writes_frames_in_every_format_and_one_nexus_sweep(tmp_path):
-    h5py = pytest.importorskip("h5py")
+    import h5py
     from click.testing import CliRunner
 
     from cli.main import nbnumba

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import gemmi
 import numpy as np
 import pytest
 
@@ -15,8 +16,6 @@ from nbnumba.io.reflections import (
     model_structure_factors,
     read_reflection_file,
 )
-
-gemmi = pytest.importorskip("gemmi")
 
 CELL = (31.0, 42.0, 57.0, 90.0, 90.0, 90.0)
 
