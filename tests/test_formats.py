@@ -277,3 +277,31 @@ def test_scan_counted_formats_need_a_seed(tmp_path):
     with pytest.raises(ConfigError, match="unknown frame format 'jpeg'"):
         run_scan(phi_scan(cfg, 0.0, 1.0, 2), out_dir=tmp_path, formats=("jpeg",))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_long_smv_header_padded_in_spec_mode_c_bytes_in_parity(tmp_path, golden_dir):
+    """A Pilatus-6M geometry needs a 518-byte SMV header: fabio reads spec mode's padded one."""
+    import json
+    import shutil
+
+    args = json.loads((golden_dir / "pilatus_roi" / "case.json").read_text())["args"][:-2]
+    i = args.index("-hkl")
+    args[i:i + 2] = ["-default_F", "1"]
+    i = args.index("-roi")
+    args[i + 1:i + 5] = ["1100", "1115", "1000", "1015"]
+    shutil.copy(golden_dir / "inputs" / "A.mat", tmp_path / "A.mat")
+    from nbnumba.golden import run_command
+
+    for mode in ("spec", "parity"):
+        rc, _out, err = run_command(args + ["-intfile", f"{mode}.img", "-floatfile", f"{mode}.bin", "-nonoise"],
+                                    tmp_path, mode=mode)
+        assert rc == 0, err
+    raw = (tmp_path / "spec.img").read_bytes()
+    assert raw.startswith(b"{\nHEADER_BYTES=1024;") and len(raw) == 1024 + 2 * 2463 * 2527
+    img = fabio.open(str(tmp_path / "spec.img"))
+    assert img.data.shape == (2527, 2463) and int(img.header["HEADER_BYTES"]) == 1024
+    floats = np.fromfile(tmp_path / "spec.bin", dtype="<f4").reshape(2527, 2463)
+    assert img.data[1000:1016, 1100:1116].min() >= 40 and floats[1000:1016, 1100:1116].max() > 0
+    # parity: C's bytes, the header unpadded behind a wrong HEADER_BYTES=512 (fabio cannot read it)
+    raw = (tmp_path / "parity.img").read_bytes()
+    assert raw.startswith(b"{\nHEADER_BYTES=512;") and len(raw) == 518 + 2 * 2463 * 2527

@@ -92,6 +92,9 @@ class Frame:
     geometry : FrameGeometry or None
         The rendered detector and beam, for the formats that describe them
         (miniCBF, NeXus, EDF).
+    smv_pad : bool
+        SMV headers longer than 512 bytes are padded to a multiple of 512
+        (spec mode); False keeps C's bytes (parity mode).
     """
 
     image: np.ndarray
@@ -108,6 +111,7 @@ class Frame:
     extra: dict = field(default_factory=dict)
     counting_noise: bool = True
     geometry: object = None
+    smv_pad: bool = False
 
     @classmethod
     def from_result(cls, result, intfile_scale: float = 0.0, pgm_scale: float = 0.0,
@@ -135,7 +139,7 @@ class Frame:
                    max_I=float(result.stats.max_I), rmsd=float(result.stats.rmsd),
                    intfile_scale=float(intfile_scale), pgm_scale=float(pgm_scale),
                    adc_offset=float(adc_offset), seed=seed, counting_noise=bool(counting_noise),
-                   geometry=FrameGeometry.from_prepared(prep))
+                   geometry=FrameGeometry.from_prepared(prep), smv_pad=prep.config.mode == "spec")
 
     @cached_property
     def int_scale(self) -> float:

@@ -11,4 +11,4 @@ __all__ = ["noise_chunks"]
 @register_writer("noise", ".img", "as 2-byte integers")
 def noise_chunks(frame):
     """SMV bytes of the frame's Poisson-noise image (:attr:`Frame.noise`)."""
-    return smv_chunks(frame.noise.image, frame.header)
+    return smv_chunks(frame.noise.image, frame.header, pad=frame.smv_pad)

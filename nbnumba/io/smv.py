@@ -135,20 +135,25 @@ def _as_header(values: SMVHeader | dict[str, Any]) -> SMVHeader:
     return SMVHeader(**values)
 
 
-def format_smv_header(fields_: SMVHeader | dict[str, Any]) -> bytes:
-    """Header bytes exactly as C writes them for an integer/noise image.
+def format_smv_header(fields_: SMVHeader | dict[str, Any], pad: bool = False) -> bytes:
+    """Header bytes as C writes them for an integer/noise image.
 
     Parameters
     ----------
     fields_ : SMVHeader or dict
         Header values; ``size1`` and ``size2`` must be set.
+    pad : bool
+        Spec mode: a header text longer than 512 bytes gets ``HEADER_BYTES``
+        set to the next multiple of 512 and is padded to it, as fabio's ADSC
+        writer does, so readers find the pixels.  False: C's bytes.
 
     Returns
     -------
     bytes
         The header, space-padded to 512 bytes.  If the text itself is longer
         than 512 bytes C writes it unpadded (and its ``HEADER_BYTES=512`` is
-        then wrong); this is reproduced, with a :class:`UserWarning`.
+        then wrong); without ``pad`` this is reproduced, with a
+        :class:`UserWarning`.
     """
     h = _as_header(fields_)
     if h.size1 is None or h.size2 is None:
@@ -173,6 +178,13 @@ def format_smv_header(fields_: SMVHeader | dict[str, Any]) -> bytes:
         "DETECTOR_SN=000;\nBEAMLINE=fake;\n}\f"
     )
     raw = text.encode("ascii")
+    if len(raw) > SMV_HEADER_BYTES and pad:
+        size = SMV_HEADER_BYTES
+        while True:  # the size is part of the text it measures
+            size = -(-len(text.replace("HEADER_BYTES=512;", f"HEADER_BYTES={size};", 1)) // SMV_HEADER_BYTES) * 512
+            raw = text.replace("HEADER_BYTES=512;", f"HEADER_BYTES={size};", 1).encode("ascii")
+            if len(raw) <= size:
+                return raw + b" " * (size - len(raw))
     if len(raw) > SMV_HEADER_BYTES:
         warnings.warn(
             f"SMV header text is {len(raw)} bytes, more than {SMV_HEADER_BYTES}; "
@@ -183,7 +195,7 @@ def format_smv_header(fields_: SMVHeader | dict[str, Any]) -> bytes:
     return raw + b" " * (SMV_HEADER_BYTES - len(raw))
 
 
-def smv_chunks(data_uint16_2d, header_values: SMVHeader | dict[str, Any]) -> tuple:
+def smv_chunks(data_uint16_2d, header_values: SMVHeader | dict[str, Any], pad: bool = False) -> tuple:
     """The bytes of an SMV image, byte-identical to C's output.
 
     Parameters
@@ -194,6 +206,8 @@ def smv_chunks(data_uint16_2d, header_values: SMVHeader | dict[str, Any]) -> tup
     header_values : SMVHeader or dict
         Header values (see :class:`SMVHeader`); missing ``size1``/``size2``
         are taken from the data shape.
+    pad : bool
+        Pad a long header to a multiple of 512 (see :func:`format_smv_header`).
 
     Returns
     -------
@@ -215,7 +229,7 @@ def smv_chunks(data_uint16_2d, header_values: SMVHeader | dict[str, Any]) -> tup
     if (size2, size1) != (spix, fpix):
         raise ValueError(f"SIZE1={size1}, SIZE2={size2} disagree with data shape {data.shape}")
     h = SMVHeader(**{**h.__dict__, "size1": size1, "size2": size2})
-    header = format_smv_header(h)
+    header = format_smv_header(h, pad=pad)
     body = np.ascontiguousarray(data, dtype="<u2")
     return header, memoryview(body.reshape(-1)).cast("B")
 
@@ -223,7 +237,7 @@ def smv_chunks(data_uint16_2d, header_values: SMVHeader | dict[str, Any]) -> tup
 @register_writer("smv", ".img", "as 2-byte integers")
 def smv_frame_chunks(frame) -> tuple:
     """SMV bytes of a :class:`~nbnumba.io.frame.Frame`'s integer image."""
-    return smv_chunks(frame.int_image, frame.header)
+    return smv_chunks(frame.int_image, frame.header, pad=frame.smv_pad)
 
 
 def write_smv(path, data_uint16_2d, header_values: SMVHeader | dict[str, Any]) -> None:
