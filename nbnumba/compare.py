@@ -657,6 +657,16 @@ def add_previews(out, images: dict, outdir: Path, scale: str = "sqrt", percentil
     return info
 
 
+def _comparison_folder(outdir) -> Path:
+    """``outdir`` as a Path, created if missing (one clear error if it cannot be)."""
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputFileError(f"{outdir}: cannot write the comparison there: {exc.strerror or exc}") from exc
+    return outdir
+
+
 def write_artifacts(outdir, ours, ref, stats: ImageComparison, names=("py", "c"), args=None,
                     texts=None, extra=None, png_scale: str = "sqrt", png_percentile: float = 99.5,
                     save_floats: bool = True) -> Path:
@@ -696,11 +706,7 @@ def write_artifacts(outdir, ours, ref, stats: ImageComparison, names=("py", "c")
     """
     from .io.outputs import OutputSet
 
-    outdir = Path(outdir)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputFileError(f"{outdir}: cannot write the comparison there: {exc.strerror or exc}") from exc
+    outdir = _comparison_folder(outdir)
     with OutputSet() as out:
         for name, text in (texts or {}).items():
             out.add(outdir / name, text.encode())
@@ -740,11 +746,7 @@ def write_c_run_artifacts(res: CRunComparison, outdir, argv, c_bin, png_scale: s
     if res.float_stats is None or res.ours_float is None:
         from .io.outputs import OutputSet
 
-        outdir = Path(outdir)
-        try:
-            outdir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputFileError(f"{outdir}: cannot write the comparison there: {exc.strerror or exc}") from exc
+        outdir = _comparison_folder(outdir)
         with OutputSet() as out:
             for name, text in texts.items():
                 out.add(outdir / name, text.encode())
