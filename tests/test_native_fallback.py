@@ -51,3 +51,22 @@ def test_kernel_choice_is_case_and_space_tolerant(monkeypatch):
     assert native.kernel_choice() == "jit"
     monkeypatch.setenv("NBNUMBA_CPU_KERNEL", "")
     assert native.kernel_choice() == "auto"
+
+
+def test_compiling_is_announced_once_on_a_terminal_only(monkeypatch):
+    import io
+
+    from nbnumba.kernels import native
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, pipe = Terminal(), io.StringIO()
+    monkeypatch.setattr(native, "_told_compiling", False)
+    native._say_compiling(pipe)  # a pipe or a log file: nothing, so scripts see clean stderr
+    assert pipe.getvalue() == ""
+    monkeypatch.setattr(native, "_told_compiling", False)
+    native._say_compiling(tty)
+    native._say_compiling(tty)  # once a process
+    assert tty.getvalue().count("compiling the kernels for this CPU") == 1

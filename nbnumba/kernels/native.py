@@ -59,6 +59,7 @@ import re
 import stat
 import sys
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -442,13 +443,23 @@ def _remove_leftovers(folder: str, key: str) -> None:
 _told_compiling = False
 
 
-def _say_compiling() -> None:
-    """Say once a process, on stderr, that the kernels are being compiled (the first run waits for it)."""
+def _tell(text: str, stream=None) -> None:
+    """A progress note for a person at a terminal: on stderr, and only when it is a terminal."""
+    stream = sys.stderr if stream is None else stream
+    try:
+        if stream.isatty():
+            print(text, file=stream, flush=True)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+def _say_compiling(stream=None) -> None:
+    """Say once a process that the kernels are being compiled (the first run waits for it)."""
     global _told_compiling
     if not _told_compiling:
         _told_compiling = True
-        print("nbnumba: compiling the kernels for this CPU (once, about 5-15 s; later runs load them from "
-              f"{cache_dir()})", file=sys.stderr, flush=True)
+        _tell("nbnumba: compiling the kernels for this CPU (once, about 5-15 s; later runs load them from "
+              f"{cache_dir()})", stream)
 
 
 def _build_checked(kind: str, dtype: str, out_dtype: str, folder: str, key: str, expected: dict) -> NativeKernel:
@@ -463,6 +474,7 @@ def _build_checked(kind: str, dtype: str, out_dtype: str, folder: str, key: str,
         _remove_leftovers(folder, key)
         lib_path = os.path.join(folder, key + ".so")
         _say_compiling()
+        started = time.perf_counter()
         try:
             symbol = native_build.build(kind, dtype, out_dtype, lib_path)
         except Exception as exc:
@@ -478,6 +490,7 @@ def _build_checked(kind: str, dtype: str, out_dtype: str, folder: str, key: str,
         kernel, problem = _checked_kernel(folder, key, expected)
         if kernel is None:
             raise RuntimeError(f"the library just built does not check out: {problem}")
+        _tell(f"nbnumba: {kind} kernel ({dtype}) compiled in {time.perf_counter() - started:.1f} s")
         return kernel
     finally:
         os.close(fd)
