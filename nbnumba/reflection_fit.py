@@ -34,7 +34,6 @@ from .fitting import (
     REWEIGHT_ROUNDS,
     REWEIGHT_RTOL,
     ParameterEstimate,
-    _covariance,
     _given_weights,
     _poisson_weights,
     _status,
@@ -46,6 +45,7 @@ __all__ = ["ReflectionJacobian", "ReflectionFitResult", "config_with_structure_f
 SLOTS = 16  # distinct reflections per pixel in a first pass (doubled for the pixels that see more)
 MAX_SLOTS = 4096
 TILE_PIXELS = 1 << 16  # pixels per launch (bounds the per-pixel slot arrays)
+REDO_ONE_BY_ONE = 64  # overflowing pixels of a tile redone one by one; more: the tile with twice the slots
 
 
 @dataclass
@@ -104,34 +104,29 @@ def _launch(kernel, arrays, first_index, scale, lo, hi, slots):
     background = np.zeros(n, dtype=np.float64)
     used = np.zeros(n, dtype=np.int64)
     overflow = np.zeros(n, dtype=np.int64)
-    kernel(*arrays, first_index, scale, lo, slot_hkl, slot_c, background, used, overflow)
+    kernel(*arrays, first_index, 0, scale, lo, slot_hkl, slot_c, background, used, overflow)
     return slot_hkl, slot_c, background, used, overflow
 
 
 def _tile_terms(kernel, arrays, first_index, scale, lo, hi, slots):
-    """COO pieces (pixel, h, k, l, c) and the background of pixels ``lo .. hi-1``."""
+    """COO pieces (pixel, hkl, c) and the background of pixels ``lo .. hi-1``.
+
+    Pixels that see more than ``slots`` reflections are rendered again with
+    twice as many: the whole tile when many overflow, else one by one.
+    """
+    if slots > MAX_SLOTS:
+        raise ConfigError(f"a pixel sees more than {MAX_SLOTS} distinct reflections: too many for the "
+                          "per-reflection Jacobian")
     slot_hkl, slot_c, background, used, overflow = _launch(kernel, arrays, first_index, scale, lo, hi, slots)
-    pieces = []
     again = np.flatnonzero(overflow)
+    if again.size > REDO_ONE_BY_ONE:
+        return _tile_terms(kernel, arrays, first_index, scale, lo, hi, 2 * slots)
     keep = np.arange(slots)[None, :] < used[:, None]
     keep[again] = False
-    rows = np.nonzero(keep)[0]
-    pieces.append((rows + lo, slot_hkl[keep], slot_c[keep]))
-    k = slots
-    while again.size:  # the pixels that saw more reflections: one at a time with more slots
-        k *= 2
-        if k > MAX_SLOTS:
-            raise ConfigError(f"a pixel sees more than {MAX_SLOTS} distinct reflections: too many for the "
-                              "per-reflection Jacobian")
-        still = []
-        for i in again:
-            sh, sc, bg, u, o = _launch(kernel, arrays, first_index, scale, lo + i, lo + i + 1, k)
-            if o[0]:
-                still.append(i)
-                continue
-            n = int(u[0])
-            pieces.append((np.full(n, lo + i), sh[0, :n], sc[0, :n]))
-        again = np.array(still, dtype=np.int64)
+    pieces = [(np.nonzero(keep)[0] + lo, slot_hkl[keep], slot_c[keep])]
+    for i in again:
+        more, _bg = _tile_terms(kernel, arrays, first_index, scale, lo + int(i), lo + int(i) + 1, 2 * slots)
+        pieces.extend(more)
     return pieces, background
 
 
@@ -487,6 +482,28 @@ def refine_structure_factors(config: SimConfig, observed, *, spacegroup: str | N
                       int(good.sum()))
 
 
+def _covariance_sparse(J, r: np.ndarray, red: float, wname: str) -> np.ndarray:
+    """:func:`nbnumba.fitting._covariance` of a sparse Jacobian (the normal matrices formed sparsely).
+
+    Poisson weights: ``(J^T J)^-1`` inflated by the reduced chi-square where
+    it exceeds 1; given weights: scaled by it; unit weights: the sandwich
+    estimator.
+    """
+    from scipy import sparse
+
+    normal = (J.T @ J).toarray()
+    try:
+        inv = np.linalg.inv(normal)
+    except np.linalg.LinAlgError:
+        return np.full(normal.shape, np.nan)
+    if wname == "poisson":
+        return inv * max(red, 1.0)
+    if wname == "unit":
+        meat = (J.T @ sparse.diags(r * r) @ J).toarray()
+        return inv @ meat @ inv
+    return inv * red
+
+
 def _summarise(sol, problem, config, reps, members, hkl, group, keep_groups, spacegroup, start_scale, wname,
                n_used) -> ReflectionFitResult:
     r = problem.residuals(sol.x)
@@ -494,9 +511,8 @@ def _summarise(sol, problem, config, reps, members, hkl, group, keep_groups, spa
     n_par = sol.x.size
     n_obs = n_used + (problem.start.size if problem.rw else 0)
     dof = n_obs - n_par
-    J = problem.jacobian(sol.x).toarray()
     red = chi2 / dof if dof > 0 else math.nan
-    cov = _covariance(J, r, red, wname)
+    cov = _covariance_sparse(problem.jacobian(sol.x), r, red, wname)
     sig = np.sqrt(np.clip(np.diag(cov), 0.0, None))
     F, s = problem.split(sol.x)
     params = {}

@@ -64,6 +64,20 @@ def test_the_split_matches_in_parity_mode_with_running_products(hklfile, extra):
     assert np.max(np.abs(jac.image() - image)) < 1e-10 * image.max()
 
 
+@pytest.mark.parametrize("redo_one_by_one", [64, 0])
+def test_pixels_with_more_reflections_than_slots_are_redone(truth, redo_one_by_one, monkeypatch):
+    """33 pixels see two reflections: redone one by one, or (threshold 0) the whole tile with more slots."""
+    from nbnumba import reflection_fit
+
+    monkeypatch.setattr(reflection_fit, "REDO_ONE_BY_ONE", redo_one_by_one)
+    cfg, jac, _image, _scale = truth
+    assert np.bincount(np.diff(jac.matrix.indptr)).tolist() == [0, 1567, 33]
+    few = reflection_jacobian(cfg, slots=1)
+    np.testing.assert_array_equal(few.hkl, jac.hkl)
+    assert (few.matrix != jac.matrix).nnz == 0  # the same sums, in the same order
+    np.testing.assert_array_equal(few.background, jac.background)
+
+
 def test_derivatives_match_finite_differences(truth):
     cfg, jac, image, _scale = truth
     strongest = np.argsort(np.asarray(jac.matrix.sum(axis=0)).reshape(-1) * jac.F ** 2)[-3:]

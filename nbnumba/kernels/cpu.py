@@ -97,17 +97,18 @@ find_phi_loop_pixels_cpu = _double.find_phi_loop_pixels
 raster_reflection_terms = None  # bound by reflection_kernel()
 
 
-def reflection_terms(fp, ip, sources, cells, cells_first, fhkl, mask, first_index, scale, start,
+def reflection_terms(fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale, start,
                      slot_hkl, slot_c, background, used, overflow):
     """Split pixels ``start .. start+background.size-1`` by reflection.
 
-    See :func:`nbnumba.physics.pixel_reflection_terms`.
-
-    Row ``i`` of ``slot_hkl`` (K, 3 per pixel) and ``slot_c`` (K per pixel)
-    receives the reflections of pixel ``start + i`` and their coefficients,
-    ``used[i]`` how many, ``overflow[i]`` 1 where the pixel saw more than K;
-    ``background[i]`` the part without structure factors.  Returns the
-    number of overflowing pixels.
+    See :func:`nbnumba.physics.pixel_reflection_terms`.  The run constants
+    come as :mod:`nbnumba.kernels.interface` declares them (``interp_stop``
+    unused: interpolation is off).  Row ``i`` of ``slot_hkl`` (K x 3 per
+    pixel) and ``slot_c`` (K per pixel) receives the reflections of pixel
+    ``start + i`` and their coefficients, ``used[i]`` how many,
+    ``overflow[i]`` 1 where the pixel saw more than K; ``background[i]`` the
+    part without structure factors.  Returns the number of overflowing
+    pixels.
     """
     n_over = 0
     for i in prange(background.size):
