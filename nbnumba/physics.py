@@ -890,7 +890,6 @@ def pixel_reflection_terms(fpixel, spixel, fp, ip, sources, cells, cells_first, 
     weight_once = ip[IP_WEIGHT_ONCE] != 0
     exact_sincg = ip[IP_EXACT_SINCG] != 0
     water = fp[FP_WATER]
-    n_slots = slot_c.shape[0]
     background = fp[FP_I_BG]
     polar = 0.0
     if ip[IP_NOPOLAR] != 0:
@@ -931,20 +930,9 @@ def pixel_reflection_terms(fpixel, spixel, fp, ip, sources, cells, cells_first, 
                             f_latt = lattice_factor(shape, h, k, l, h0, k0, l0, fp, exact_sincg)
                             if f_latt == 0.0 and water == 0.0:
                                 continue
-                            slot = 0
-                            while slot < used and not (slot_hkl[slot, 0] == h0 and slot_hkl[slot, 1] == k0
-                                                        and slot_hkl[slot, 2] == l0):
-                                slot += 1
-                            if slot == used:
-                                if used == n_slots:
-                                    overflow = 1
-                                    slot = -1
-                                else:
-                                    slot_hkl[slot, 0] = h0
-                                    slot_hkl[slot, 1] = k0
-                                    slot_hkl[slot, 2] = l0
-                                    slot_c[slot] = 0.0
-                                    used += 1
+                            slot, used = reflection_slot(slot_hkl, slot_c, used, h0, k0, l0)
+                            if slot < 0:
+                                overflow = 1
                             term = f_latt * f_latt
                             if weight_once:
                                 if os_thick:
@@ -966,6 +954,24 @@ def pixel_reflection_terms(fpixel, spixel, fp, ip, sources, cells, cells_first, 
                                     background = scale_terms(background, slot_c, used, omega_pixel)
                     fresh = False
     return background, polar, capture_fraction, omega_pixel, used, overflow
+
+
+def reflection_slot(slot_hkl, slot_c, used, h0, k0, l0):
+    """Slot of reflection ``(h0, k0, l0)`` among the first ``used``, or a new one (cleared).
+
+    Returns ``(slot, used)``; ``slot`` is -1 when the reflection is new and
+    every slot is taken.
+    """
+    for slot in range(used):
+        if slot_hkl[slot, 0] == h0 and slot_hkl[slot, 1] == k0 and slot_hkl[slot, 2] == l0:
+            return slot, used
+    if used == slot_c.shape[0]:
+        return -1, used
+    slot_hkl[used, 0] = h0
+    slot_hkl[used, 1] = k0
+    slot_hkl[used, 2] = l0
+    slot_c[used] = 0.0
+    return used, used + 1
 
 
 def scale_terms(background, slot_c, used, factor):
