@@ -144,6 +144,18 @@ def _table_values(prep, hkl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return F, inside
 
 
+def _unique_rows(hkl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct rows of an integer (n, 3) array and each row's index among them (1-d keys: fast)."""
+    if hkl.shape[0] == 0:
+        return hkl.reshape(0, 3), np.zeros(0, dtype=np.int64)
+    lo = hkl.min(axis=0)
+    extent = hkl.max(axis=0) - lo + 1
+    keys = np.ravel_multi_index(tuple((hkl - lo).T), tuple(int(e) for e in extent))
+    distinct, cols = np.unique(keys, return_inverse=True)
+    rows = np.column_stack(np.unravel_index(distinct, tuple(int(e) for e in extent))) + lo
+    return rows.astype(np.int64), cols.reshape(-1)
+
+
 def reflection_jacobian(config: SimConfig, *, slots: int = SLOTS, nthreads: int | None = None) -> ReflectionJacobian:
     """The image of ``config`` split by reflection, in about the time of one render.
 
@@ -194,7 +206,7 @@ def reflection_jacobian(config: SimConfig, *, slots: int = SLOTS, nthreads: int 
     rows = np.concatenate([p[0] for p in pieces]) if pieces else np.zeros(0, np.int64)
     hkl_all = np.concatenate([p[1] for p in pieces]).reshape(-1, 3) if pieces else np.zeros((0, 3), np.int64)
     coeff = np.concatenate([p[2] for p in pieces]) if pieces else np.zeros(0)
-    hkl, cols = np.unique(hkl_all, axis=0, return_inverse=True)
+    hkl, cols = _unique_rows(hkl_all)
     matrix = sparse.csr_matrix((coeff, (rows, cols.reshape(-1))), shape=(n_pix, len(hkl)))
     F, inside = _table_values(prep, hkl)
     return ReflectionJacobian(matrix, hkl.astype(np.int64), F, inside, background, (prep.spixels, prep.fpixels))
