@@ -34,24 +34,14 @@ def mtz_bytes(result, cell) -> bytes:
 
 
 def _cell_of(cfg) -> tuple:
-    """a, b, c (Angstrom), alpha, beta, gamma (degrees) of the prepared crystal."""
+    """a, b, c (Angstrom), alpha, beta, gamma (degrees) of the crystal: ``-cell``, or B of the ``-mat`` matrix."""
     import math
 
-    import numpy as np
+    from nbnumba.stages.crystal import split_orientation_matrix
 
-    from nbnumba import physics as P
-    from nbnumba.prepare import prepare
-
-    fp = prepare(cfg).fp
-    astar, bstar, cstar = (np.array(fp[i:i + 3]) for i in (P.FP_ASTAR, P.FP_BSTAR, P.FP_CSTAR))
-    vol = float(np.dot(astar, np.cross(bstar, cstar)))
-    a, b, c = np.cross(bstar, cstar) / vol, np.cross(cstar, astar) / vol, np.cross(astar, bstar) / vol
-
-    def angle(u, v):
-        return math.degrees(math.acos(float(np.dot(u, v) / np.linalg.norm(u) / np.linalg.norm(v))))
-
-    return (float(np.linalg.norm(a)), float(np.linalg.norm(b)), float(np.linalg.norm(c)),
-            angle(b, c), angle(c, a), angle(a, b))
+    if cfg.cell_angstrom is None and cfg.a_matrix is not None:
+        cfg = split_orientation_matrix(cfg)
+    return (*(float(v) for v in cfg.cell_angstrom), *(math.degrees(float(v)) for v in cfg.cell_angles))
 
 
 @click.command(name="refine-f", context_settings=dict(help_option_names=["-h", "--help"]))
