@@ -91,3 +91,6 @@ nbnumba.add_command(_refine)
 from .compare_cmd import compare as _compare  # noqa: E402
 
 nbnumba.add_command(_compare)
+from .refine_f_cmd import refine_f as _refine_f  # noqa: E402
+
+nbnumba.add_command(_refine_f)

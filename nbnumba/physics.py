@@ -511,6 +511,67 @@ def subpixel_position(fpixel, spixel, sub_f, sub_s, odet_depth, fp, ip):
     return px, py, pz
 
 
+def distance_and_direction(px, py, pz):
+    """Length of ``p`` and its unit vector (``p`` non-zero)."""
+    airpath = math.sqrt(px * px + py * py + pz * pz)
+    return airpath, px / airpath, py / airpath, pz / airpath
+
+
+def solid_angle(airpath, pixel_size, close_distance, point_pixel):
+    """Solid angle of a (sub-)pixel at ``airpath`` from the sample (``point_pixel``: ``1/airpath^2``)."""
+    omega = pixel_size * pixel_size / airpath / airpath * close_distance / airpath
+    if point_pixel != 0:
+        omega = 1.0 / airpath / airpath
+    return omega
+
+
+def layer_capture_fraction(thick_tic, thickstep, mu, parallax):
+    """Fraction of the X-rays absorbed in detector layer ``thick_tic`` (``parallax``: cosine to the normal)."""
+    return math.exp(-to_float(thick_tic) * thickstep * mu / parallax) - math.exp(
+        -to_float(thick_tic + 1) * thickstep * mu / parallax
+    )
+
+
+def scattering_vector(dx, dy, dz, sources, source):
+    """Scattering vector ``(d - i) / lambda`` of unit diffracted direction ``d`` and source ``source``."""
+    ix = -sources[source, SRC_DIR]
+    iy = -sources[source, SRC_DIR + 1]
+    iz = -sources[source, SRC_DIR + 2]
+    lam = sources[source, SRC_LAMBDA]
+    return (dx - ix) / lam, (dy - iy) / lam, (dz - iz) / lam
+
+
+def beyond_resolution(sx, sy, sz, dmin):
+    """True where ``-dmin`` cuts the scattering vector ``s`` off (``d = 1/|s|`` below ``dmin``)."""
+    stol = 0.5 * math.sqrt(sx * sx + sy * sy + sz * sz)
+    if dmin > 0.0 and stol > 0.0:
+        if dmin > 0.5 / stol:
+            return True
+    return False
+
+
+def source_polarization(kahn, sources, source, dx, dy, dz):
+    """:func:`polarization_factor` of the diffracted direction ``d`` for source ``source``."""
+    return polarization_factor(
+        kahn, sources[source, SRC_INCIDENT], sources[source, SRC_INCIDENT + 1],
+        sources[source, SRC_INCIDENT + 2], dx, dy, dz,
+        sources[source, SRC_POLAR_B], sources[source, SRC_POLAR_B + 1],
+        sources[source, SRC_POLAR_B + 2], sources[source, SRC_POLAR_E],
+        sources[source, SRC_POLAR_E + 1], sources[source, SRC_POLAR_E + 2],
+    )
+
+
+def miller_indices(cell_table, phi_tic, mos, sx, sy, sz):
+    """Fractional ``(h, k, l)`` of scattering vector ``s`` and the nearest lattice point ``(h0, k0, l0)``."""
+    h = (cell_table[phi_tic, mos, 0] * sx + cell_table[phi_tic, mos, 1] * sy
+         + cell_table[phi_tic, mos, 2] * sz)
+    k = (cell_table[phi_tic, mos, 3] * sx + cell_table[phi_tic, mos, 4] * sy
+         + cell_table[phi_tic, mos, 5] * sz)
+    l = (cell_table[phi_tic, mos, 6] * sx + cell_table[phi_tic, mos, 7] * sy
+         + cell_table[phi_tic, mos, 8] * sz)
+    return h, k, l, ceil_int(h - 0.5), ceil_int(k - 0.5), ceil_int(l - 0.5)
+
+
 def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                     first_pixel, interp_state, pass_kind):
     """Render one detector pixel, in the C program's loop order.
@@ -600,42 +661,20 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
         for sub_s in range(oversample):
             for sub_f in range(oversample):
                 px, py, pz = subpixel_position(fpixel, spixel, sub_f, sub_s, odet_depth, fp, ip)
-                airpath = math.sqrt(px * px + py * py + pz * pz)
-                dx = px / airpath
-                dy = py / airpath
-                dz = pz / airpath
+                airpath, dx, dy, dz = distance_and_direction(px, py, pz)
                 if omega_pixel == 0.0 or os_omega:
-                    omega_pixel = pixel_size * pixel_size / airpath / airpath * close_distance / airpath
-                    if ip[IP_POINT_PIXEL] != 0:
-                        omega_pixel = 1.0 / airpath / airpath
+                    omega_pixel = solid_angle(airpath, pixel_size, close_distance, ip[IP_POINT_PIXEL])
                 omega_sum += omega_pixel
                 if capture_fraction == 0.0 or os_thick:
-                    parallax = dx * odx + dy * ody + dz * odz
-                    capture_fraction = math.exp(-to_float(thick_tic) * thickstep * mu / parallax) - math.exp(
-                        -to_float(thick_tic + 1) * thickstep * mu / parallax
-                    )
+                    capture_fraction = layer_capture_fraction(thick_tic, thickstep, mu, dx * odx + dy * ody + dz * odz)
                 for source in range(n_sources):
-                    ix = -sources[source, SRC_DIR]
-                    iy = -sources[source, SRC_DIR + 1]
-                    iz = -sources[source, SRC_DIR + 2]
-                    lam = sources[source, SRC_LAMBDA]
-                    sx = (dx - ix) / lam
-                    sy = (dy - iy) / lam
-                    sz = (dz - iz) / lam
-                    stol = 0.5 * math.sqrt(sx * sx + sy * sy + sz * sz)
-                    if dmin > 0.0 and stol > 0.0:
-                        if dmin > 0.5 / stol:
-                            continue
+                    sx, sy, sz = scattering_vector(dx, dy, dz, sources, source)
+                    if beyond_resolution(sx, sy, sz, dmin):
+                        continue
                     if pass_kind == PASS_PHI_LOOP_RUNS:
                         return 0.0, 0.0, 0.0, 0.0, 0.0, 1
                     if polar == 0.0 or os_polar:
-                        polar = polarization_factor(
-                            kahn, sources[source, SRC_INCIDENT], sources[source, SRC_INCIDENT + 1],
-                            sources[source, SRC_INCIDENT + 2], dx, dy, dz,
-                            sources[source, SRC_POLAR_B], sources[source, SRC_POLAR_B + 1],
-                            sources[source, SRC_POLAR_B + 2], sources[source, SRC_POLAR_E],
-                            sources[source, SRC_POLAR_E + 1], sources[source, SRC_POLAR_E + 2],
-                        )
+                        polar = source_polarization(kahn, sources, source, dx, dy, dz)
                         # C re-normalises the diffracted vector in place here
                         dx, dy, dz = unit3(dx, dy, dz)
                     cell_table = cells
@@ -643,15 +682,7 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                         cell_table = cells_first
                     for phi_tic in range(phisteps):
                         for mos in range(domains):
-                            h = (cell_table[phi_tic, mos, 0] * sx + cell_table[phi_tic, mos, 1] * sy
-                                 + cell_table[phi_tic, mos, 2] * sz)
-                            k = (cell_table[phi_tic, mos, 3] * sx + cell_table[phi_tic, mos, 4] * sy
-                                 + cell_table[phi_tic, mos, 5] * sz)
-                            l = (cell_table[phi_tic, mos, 6] * sx + cell_table[phi_tic, mos, 7] * sy
-                                 + cell_table[phi_tic, mos, 8] * sz)
-                            h0 = ceil_int(h - 0.5)
-                            k0 = ceil_int(k - 0.5)
-                            l0 = ceil_int(l - 0.5)
+                            h, k, l, h0, k0, l0 = miller_indices(cell_table, phi_tic, mos, sx, sy, sz)
                             f_near = default_f
                             if not interpolate:
                                 f_near = nearest_structure_factor(h0, k0, l0, fhkl, ip, default_f)
@@ -809,3 +840,166 @@ def raster_pixel_runs_phi_loop(idx, fp, ip, sources, cells, cells_first, fhkl, m
                              False, INTERP_ON, PASS_PHI_LOOP_RUNS)
     return result[5]
 
+
+def pixel_reflection_terms(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl, first_pixel,
+                           slot_hkl, slot_c):
+    """One pixel's intensity split by reflection: ``I = background + sum_r F_r^2 c_r``.
+
+    The same physics as :func:`pixel_intensity` with nearest-neighbour
+    structure factors (the caller refuses interpolation), through the same
+    helper functions; the loop structure (detector layer, sub-pixel, source,
+    phi step, mosaic domain) and its carried state (solid angle, capture
+    fraction and polarization held between sub-pixels, the phi = 0 carry-over
+    table of the first pixel) are repeated here, since the render path must
+    stay as it is for parity.  Instead of ``F^2 F_latt^2`` each evaluation
+    adds ``F_latt^2`` (times the per-sub-pixel corrections) to the slot of
+    its reflection ``(h0, k0, l0)``; zero structure factors are not skipped.
+    In C's running-product form (parity mode with per-sub-pixel corrections)
+    the background and every slot are multiplied alike.
+
+    Parameters
+    ----------
+    fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl, first_pixel
+        As for :func:`pixel_intensity`.
+    slot_hkl : ndarray of int64, shape (K, 3)
+        Filled with the reflections of the pixel, in order of first use.
+    slot_c : ndarray of float, shape (K,)
+        Filled with each reflection's coefficient ``c_r`` (before the
+        per-pixel corrections of :func:`render_pixel`).
+
+    Returns
+    -------
+    background : float
+        The part without structure factors (``-water``).
+    polar, capture_fraction, omega_pixel : float
+        As for :func:`pixel_intensity`.
+    used : int
+        Slots filled.
+    overflow : int
+        1 if the pixel sees more than ``K`` reflections (the rest are lost).
+    """
+    thicksteps = ip[IP_THICKSTEPS]
+    oversample = ip[IP_OVERSAMPLE]
+    n_sources = ip[IP_SOURCES]
+    phisteps = ip[IP_PHISTEPS]
+    domains = ip[IP_DOMAINS]
+    shape = ip[IP_SHAPE]
+    os_thick = ip[IP_OS_THICK] != 0
+    os_polar = ip[IP_OS_POLAR] != 0
+    os_omega = ip[IP_OS_OMEGA] != 0
+    weight_once = ip[IP_WEIGHT_ONCE] != 0
+    exact_sincg = ip[IP_EXACT_SINCG] != 0
+    water = fp[FP_WATER]
+    background = fp[FP_I_BG]
+    polar = 0.0
+    if ip[IP_NOPOLAR] != 0:
+        polar = 1.0
+    omega_pixel = 0.0
+    capture_fraction = 0.0
+    fresh = first_pixel
+    used = 0
+    overflow = 0
+    for thick_tic in range(thicksteps):
+        odet_depth = to_float(thick_tic) * fp[FP_THICKSTEP]
+        capture_fraction = 0.0
+        if fp[FP_THICK] == 0.0:
+            capture_fraction = 1.0
+        for sub_s in range(oversample):
+            for sub_f in range(oversample):
+                px, py, pz = subpixel_position(fpixel, spixel, sub_f, sub_s, odet_depth, fp, ip)
+                airpath, dx, dy, dz = distance_and_direction(px, py, pz)
+                if omega_pixel == 0.0 or os_omega:
+                    omega_pixel = solid_angle(airpath, fp[FP_PIXEL_SIZE], fp[FP_CLOSE_DISTANCE], ip[IP_POINT_PIXEL])
+                if capture_fraction == 0.0 or os_thick:
+                    capture_fraction = layer_capture_fraction(
+                        thick_tic, fp[FP_THICKSTEP], fp[FP_MU],
+                        dx * fp[FP_ODET] + dy * fp[FP_ODET + 1] + dz * fp[FP_ODET + 2])
+                for source in range(n_sources):
+                    sx, sy, sz = scattering_vector(dx, dy, dz, sources, source)
+                    if beyond_resolution(sx, sy, sz, fp[FP_DMIN]):
+                        continue
+                    if polar == 0.0 or os_polar:
+                        polar = source_polarization(fp[FP_KAHN], sources, source, dx, dy, dz)
+                        dx, dy, dz = unit3(dx, dy, dz)
+                    cell_table = cells
+                    if fresh:
+                        cell_table = cells_first
+                    for phi_tic in range(phisteps):
+                        for mos in range(domains):
+                            h, k, l, h0, k0, l0 = miller_indices(cell_table, phi_tic, mos, sx, sy, sz)
+                            f_latt = lattice_factor(shape, h, k, l, h0, k0, l0, fp, exact_sincg)
+                            if f_latt == 0.0 and water == 0.0:
+                                continue
+                            slot, used = reflection_slot(slot_hkl, slot_c, used, h0, k0, l0)
+                            if slot < 0:
+                                overflow = 1
+                            term = f_latt * f_latt
+                            if weight_once:
+                                if os_thick:
+                                    term *= capture_fraction
+                                if os_polar:
+                                    term *= polar
+                                if os_omega:
+                                    term *= omega_pixel
+                                if slot >= 0:
+                                    slot_c[slot] += term
+                            else:
+                                if slot >= 0:
+                                    slot_c[slot] += term
+                                if os_thick:
+                                    background = scale_terms(background, slot_c, used, capture_fraction)
+                                if os_polar:
+                                    background = scale_terms(background, slot_c, used, polar)
+                                if os_omega:
+                                    background = scale_terms(background, slot_c, used, omega_pixel)
+                    fresh = False
+    return background, polar, capture_fraction, omega_pixel, used, overflow
+
+
+def reflection_slot(slot_hkl, slot_c, used, h0, k0, l0):
+    """Slot of reflection ``(h0, k0, l0)`` among the first ``used``, or a new one (cleared).
+
+    Returns ``(slot, used)``; ``slot`` is -1 when the reflection is new and
+    every slot is taken.
+    """
+    for slot in range(used):
+        if slot_hkl[slot, 0] == h0 and slot_hkl[slot, 1] == k0 and slot_hkl[slot, 2] == l0:
+            return slot, used
+    if used == slot_c.shape[0]:
+        return -1, used
+    slot_hkl[used, 0] = h0
+    slot_hkl[used, 1] = k0
+    slot_hkl[used, 2] = l0
+    slot_c[used] = 0.0
+    return used, used + 1
+
+
+def scale_terms(background, slot_c, used, factor):
+    """Multiply the first ``used`` slots by ``factor``; return ``background * factor``."""
+    for j in range(used):
+        slot_c[j] *= factor
+    return background * factor
+
+
+def raster_reflection_terms(idx, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, scale,
+                            slot_hkl, slot_c):
+    """:func:`pixel_reflection_terms` of raster pixel ``idx`` with the per-pixel corrections of :func:`render_pixel`.
+
+    Returns ``(rendered, background, used, overflow)``; ``slot_c`` holds the
+    final coefficients (photons per unit ``F^2``).
+    """
+    rendered, fpixel, spixel = raster_position(idx, ip, mask)
+    if not rendered:
+        return 0, 0.0, 0, 0
+    background, polar, capture_fraction, omega_pixel, used, overflow = pixel_reflection_terms(
+        fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl, idx == first_index, slot_hkl, slot_c)
+    factor = scale
+    if ip[IP_OS_THICK] == 0:
+        factor *= capture_fraction
+    if ip[IP_OS_POLAR] == 0:
+        factor *= polar
+    if ip[IP_OS_OMEGA] == 0:
+        factor *= omega_pixel
+    for j in range(used):
+        slot_c[j] *= factor
+    return 1, background * factor, used, overflow

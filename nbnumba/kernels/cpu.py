@@ -90,3 +90,44 @@ _double = kernels("double")
 render_image_cpu = _double.render_image
 find_out_of_range_cpu = _double.find_out_of_range
 find_phi_loop_pixels_cpu = _double.find_phi_loop_pixels
+
+
+# --- the per-reflection variant (nbnumba.reflection_fit) ---------------------------------------------------
+
+raster_reflection_terms = None  # bound by reflection_kernel()
+
+
+def reflection_terms(fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale, start,
+                     slot_hkl, slot_c, background, used, overflow):
+    """Split pixels ``start .. start+background.size-1`` by reflection.
+
+    See :func:`nbnumba.physics.pixel_reflection_terms`.  The run constants
+    come as :mod:`nbnumba.kernels.interface` declares them (``interp_stop``
+    unused: interpolation is off).  Row ``i`` of ``slot_hkl`` (K x 3 per
+    pixel) and ``slot_c`` (K per pixel) receives the reflections of pixel
+    ``start + i`` and their coefficients, ``used[i]`` how many,
+    ``overflow[i]`` 1 where the pixel saw more than K; ``background[i]`` the
+    part without structure factors.  Returns the number of overflowing
+    pixels.
+    """
+    n_over = 0
+    for i in prange(background.size):
+        rendered, bg, n, over = raster_reflection_terms(
+            start + i, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, scale, slot_hkl[i], slot_c[i]
+        )
+        if rendered:
+            background[i] = bg
+            used[i] = n
+            overflow[i] = over
+            n_over += over
+    return n_over
+
+
+@functools.cache
+def reflection_kernel():
+    """The ``prange`` kernel :func:`reflection_terms`, bound to the double-precision physics build."""
+    phys = cpu_functions("double")
+    namespace = dict(globals())
+    namespace.update(raster_reflection_terms=phys.raster_reflection_terms)
+    clone = rebind(reflection_terms, namespace, "reflection_terms_cpu")
+    return njit(parallel=True, cache=True, error_model="numpy")(clone)
