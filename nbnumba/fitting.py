@@ -59,6 +59,10 @@ LOSSES = ("linear", "soft_l1", "huber", "cauchy", "arctan")
 # this many standard deviations of the chi-square distribution, and by 10 %
 SUSPECT_SIGMAS = 5.0
 SUSPECT_EXCESS = 0.10
+# crystal shapes whose lattice factor needs whole numbers of cells
+INTEGER_SHAPES = ("square", "tophat")
+# rounds of the integer search over Na/Nb/Nc
+MAX_SEARCH_ROUNDS = 3
 
 
 @dataclass
@@ -69,10 +73,19 @@ class ParameterEstimate:
     value: float
     sigma: float
     step: float
+    #: ``least squares``, or ``integer search`` for a crystal size of a square
+    #: or tophat crystal (no sigma: NaN, written as null)
+    method: str = "least squares"
 
     def as_dict(self) -> dict:
-        """JSON-ready mapping: ``start``, ``value``, ``sigma``, ``step``."""
-        return {"start": self.start, "value": self.value, "sigma": self.sigma, "step": self.step}
+        """JSON-ready mapping: ``start``, ``value``, ``sigma``, ``step``, ``method`` (NaN as None)."""
+        return {"start": _finite(self.start), "value": _finite(self.value), "sigma": _finite(self.sigma),
+                "step": _finite(self.step), "method": self.method}
+
+
+def _finite(v: float):
+    """A float for JSON: NaN and infinities become None."""
+    return float(v) if math.isfinite(v) else None
 
 
 @dataclass
@@ -102,6 +115,15 @@ class FitResult:
         Model evaluations and Jacobians (each Jacobian is ``2 * len(params)`` renders).
     history : list of float
         Chi-square after each model evaluation.
+    warnings : list of str
+        One line each: a discrete choice the refined values would change
+        (an auto-selected oversampling, a step count), pixels whose finite
+        differences jump (a nearest-neighbour structure-factor boundary).
+    stages : list of dict
+        Coarse-to-fine fits (:func:`fit_coarse_to_fine`): per stage its
+        binning, spot broadening, starts tried, chi2/dof and values.
+    integer_search : list of dict
+        Crystal sizes tried by the integer search: ``{"values", "chi2"}``.
     """
 
     config: SimConfig
@@ -115,6 +137,9 @@ class FitResult:
     njev: int = 0
     weights: str = "poisson"
     history: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    stages: list = field(default_factory=list)
+    integer_search: list = field(default_factory=list)
 
     @property
     def chi2_per_dof(self) -> float:
@@ -131,7 +156,8 @@ class FitResult:
         names = list(self.parameters)
         return {
             "parameters": {k: p.as_dict() for k, p in self.parameters.items()},
-            "correlations": {"names": names, "matrix": np.round(self.correlations, 6).tolist()},
+            "correlations": {"names": names, "matrix": [[_finite(v) for v in row]
+                                                        for row in np.round(self.correlations, 6).tolist()]},
             "chi2": self.chi2,
             "dof": self.dof,
             "chi2_per_dof": self.chi2_per_dof,
@@ -141,6 +167,9 @@ class FitResult:
             "nfev": self.nfev,
             "njev": self.njev,
             "history": self.history,
+            "warnings": list(self.warnings),
+            "stages": list(self.stages),
+            "integer_search": list(self.integer_search),
         }
 
 
@@ -181,6 +210,7 @@ class _Problem:
         self.history: list = []
         self.njev = 0
         self.start_scale = 1.0
+        self.jumps: dict = {}
 
     def config_at(self, x) -> SimConfig:
         from .scan import apply_changes
@@ -199,6 +229,9 @@ class _Problem:
     def scale(self, x) -> float:
         return float(x[-1]) if self.fit_scale else 1.0
 
+    def poisson_weights(self, x) -> np.ndarray:
+        return _poisson_weights(self.scale(x), self.model(x))
+
     def residuals(self, x) -> np.ndarray:
         try:
             m = self.model(x)
@@ -210,15 +243,27 @@ class _Problem:
         return r
 
     def jacobian(self, x) -> np.ndarray:
-        from .gradients import gradient
+        from .gradients import _differences, difference_plan, discontinuous_pixels
 
         self.njev += 1
-        cfg = self.config_at(x)
-        g = gradient(cfg, self.params, steps=dict(zip(self.params, self.step.tolist())),
-                     executor=self.executor, resolve=False, **self.render)
-        cols = [self.scale(x) * g[p].reshape(-1)[self.good] * h for p, h in zip(self.params, self.step)]
+        cols = []
+        if self.params:
+            cfg = self.config_at(x)
+            plan = difference_plan(cfg, self.params, dict(zip(self.params, self.step.tolist())))
+            images = _differences(cfg, plan, self.render["backend"], self.render["dtype"], self.render["nthreads"],
+                                  self.executor)
+            centre = self.model(x)
+            for k, (name, value, _h, lo, _hi, den) in enumerate(plan):
+                plus, minus = images[2 * k].reshape(-1)[self.good], images[2 * k + 1].reshape(-1)[self.good]
+                if lo != value:
+                    jumps = discontinuous_pixels(plus, centre, minus, self.scale(x))
+                    if jumps:
+                        self.jumps[name] = max(self.jumps.get(name, 0), jumps)
+                cols.append(self.scale(x) * (plus - minus) / den * self.step[k])
         if self.fit_scale:
             cols.append(self.model(x))
+        if not cols:
+            return np.zeros((self.obs.size, 0))
         return self.sqrt_w[:, None] * np.stack(cols, axis=1)
 
 
@@ -246,6 +291,39 @@ def _status(ok: bool, chi2_dof: float, dof: int, weights: str, message: str) -> 
     return "converged", message
 
 
+def _param_list(params) -> list:
+    if isinstance(params, str):
+        params = [params]
+    params = list(params)
+    if not params:
+        raise ConfigError("no parameters to refine")
+    if len(set(params)) != len(params):
+        raise ConfigError("a parameter is listed twice")
+    return params
+
+
+def integer_parameters(config: SimConfig, params) -> list:
+    """The parameters that :func:`fit` searches over integers instead of refining continuously.
+
+    The crystal size ``Na``/``Nb``/``Nc`` of a ``square`` or ``tophat``
+    crystal: their lattice factor is defined for whole numbers of cells only
+    (at non-integer N the finite-difference gradient can even have the wrong
+    sign).  For ``round`` and ``gauss`` crystals the size is continuous.
+
+    Parameters
+    ----------
+    config : SimConfig
+    params : sequence of str
+
+    Returns
+    -------
+    list of str
+    """
+    if config.xtal_shape not in INTEGER_SHAPES:
+        return []
+    return [p for p in params if p in ("Na", "Nb", "Nc")]
+
+
 def fit(config: SimConfig, observed, params, *, mask=None, weights="poisson", fit_scale: bool = True,
         steps: dict | None = None, loss: str = "linear", max_nfev: int = 50, backend: str = "cpu",
         dtype: str = "float64", nthreads: int | None = None, executor=None, callback=None) -> FitResult:
@@ -258,7 +336,10 @@ def fit(config: SimConfig, observed, params, *, mask=None, weights="poisson", fi
     observed : array_like, shape (spixels, fpixels)
         Observed image in photons (remove any ADC offset first).
     params : sequence of str
-        Parameters to refine (see :mod:`nbnumba.gradients`).
+        Parameters to refine (see :mod:`nbnumba.gradients`).  ``Na``/``Nb``/
+        ``Nc`` of a ``square`` or ``tophat`` crystal are searched over whole
+        numbers (N, N+1, N-1, ... while chi-square improves, the others
+        refitted at each), reported with ``method='integer search'``.
     mask : array_like of bool, optional
         Pixels to use (True).  Pixels the run does not render (outside its
         ``-roi``, or 0 in its ``-mask``) and non-finite observed pixels are
@@ -281,28 +362,42 @@ def fit(config: SimConfig, observed, params, *, mask=None, weights="poisson", fi
     Returns
     -------
     FitResult
+        With ``warnings`` when a discrete choice pinned at the start would
+        change at the refined values, or finite differences jump.
 
     Raises
     ------
     ConfigError
         Bad parameters, weights, loss, or an image of the wrong shape.
     """
-    from scipy.optimize import least_squares
-
-    from .engine import rendered_mask
-    from .gradients import render_image, resolve_config
-    from .prepare import prepare
-
-    if isinstance(params, str):
-        params = [params]
-    params = list(params)
-    if not params:
-        raise ConfigError("no parameters to refine")
+    params = _param_list(params)
     if loss not in LOSSES:
         raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
-    render = dict(backend=backend, dtype=dtype, nthreads=nthreads)
-    base = resolve_config(config, params)
-    first = render_image(base, **render)
+    kw = dict(mask=mask, weights=weights, fit_scale=fit_scale, steps=steps, loss=loss, max_nfev=max_nfev,
+              backend=backend, dtype=dtype, nthreads=nthreads, executor=executor, callback=callback)
+    integer = integer_parameters(config, params)
+    if integer:
+        if steps and set(steps) & set(integer):
+            raise ConfigError(f"{sorted(set(steps) & set(integer))[0]}: searched over whole numbers, no step to give")
+        return _integer_search(config, observed, params, integer, kw)
+    res = _fit_continuous(config, observed, params, **kw)
+    _add_choice_warnings(res, config, params)
+    return res
+
+
+def _add_choice_warnings(res: FitResult, config: SimConfig, params) -> None:
+    from .gradients import crossed_choices
+
+    values = {p: res.parameters[p].value for p in params if res.parameters[p].method == "least squares"}
+    if values:
+        res.warnings.extend(crossed_choices(config, values))
+
+
+def _pixels(base: SimConfig, first: np.ndarray, observed, weights, mask):
+    """Observed pixels, fixed weights and the pixels a fit uses."""
+    from .engine import rendered_mask
+    from .prepare import prepare
+
     obs = np.asarray(observed, dtype=np.float64)
     if obs.size != first.size:
         raise ConfigError(f"observed image has shape {obs.shape}, the model {first.shape}")
@@ -318,13 +413,29 @@ def fit(config: SimConfig, observed, params, *, mask=None, weights="poisson", fi
         good &= m
     if not good.any():
         raise ConfigError("no pixels to fit (all masked or non-finite)")
+    return obs, given, wname, good
+
+
+def _start_scale(w: np.ndarray, obs: np.ndarray, model: np.ndarray) -> float:
+    """Weighted linear least-squares scale of ``model`` onto ``obs``."""
+    den = float(np.dot(w * model, model))
+    return float(np.dot(w * obs, model)) / den if den > 0 else 1.0
+
+
+def _fit_continuous(config, observed, params, *, mask, weights, fit_scale, steps, loss, max_nfev, backend, dtype,
+                    nthreads, executor, callback) -> FitResult:
+    from .gradients import render_image, resolve_config
+
+    render = dict(backend=backend, dtype=dtype, nthreads=nthreads)
+    base = resolve_config(config, params)
+    first = render_image(base, **render)
+    obs, given, wname, good = _pixels(base, first, observed, weights, mask)
     obs_g = obs[good]
     m0 = first.reshape(-1)[good]
     x = np.zeros(len(params) + (1 if fit_scale else 0))
     w = given[good] if given is not None else np.ones(obs_g.size)
     if fit_scale:
-        den = float(np.dot(w * m0, m0))
-        x[-1] = float(np.dot(w * obs_g, m0)) / den if den > 0 else 1.0
+        x[-1] = _start_scale(w, obs_g, m0)
     if given is None:
         w = _poisson_weights(x[-1] if fit_scale else 1.0, m0)
     problem = _Problem(base, params, steps, obs_g, np.sqrt(w), good, fit_scale, render, executor)
@@ -338,20 +449,84 @@ def fit(config: SimConfig, observed, params, *, mask=None, weights="poisson", fi
                      dict(zip(params, (problem.start + problem.step * xv[: len(params)]).tolist())))
         return r
 
-    bounds = _bounds(problem, fit_scale)
-    rounds = REWEIGHT_ROUNDS if given is None else 1
-    for _round in range(rounds):
+    if x.size == 0:  # nothing continuous to optimise: the chi-square where it stands
+        from types import SimpleNamespace
+
+        sol = SimpleNamespace(x=x, status=1, message="no continuous parameter to optimise")
+    else:
+        sol = _optimise(fun, problem, x, _bounds(problem, fit_scale), loss, max_nfev, given is None)
+    return _summarise(sol, problem, params, fit_scale, wname, int(good.sum()))
+
+
+def _optimise(fun, problem, x, bounds, loss, max_nfev, reweight: bool):
+    """``least_squares``, repeated with Poisson weights from the solution until they settle."""
+    from scipy.optimize import least_squares
+
+    for _round in range(REWEIGHT_ROUNDS if reweight else 1):
         sol = least_squares(fun, x, jac=problem.jacobian, bounds=bounds, method="trf", loss=loss, x_scale=1.0,
                             max_nfev=max_nfev, xtol=1e-8, ftol=1e-10, gtol=1e-10)
         x = sol.x
-        if given is not None:
+        if not reweight:
             break
-        new_w = _poisson_weights(problem.scale(x), problem.model(x))
+        new_w = problem.poisson_weights(x)
         change = float(np.max(np.abs(np.sqrt(new_w) - problem.sqrt_w) / problem.sqrt_w))
         problem.sqrt_w = np.sqrt(new_w)
         if change < REWEIGHT_RTOL:
             break
-    return _summarise(sol, problem, params, fit_scale, wname, int(good.sum()))
+    return sol
+
+
+def _integer_search(config, observed, params, integer, kw) -> FitResult:
+    """Whole-number crystal sizes: step each while chi-square improves, the rest refitted at each."""
+    from .scan import apply_changes, field_value
+
+    cont = [p for p in params if p not in integer]
+    starts = {n: float(field_value(config, n)) for n in integer}
+    current = {n: max(1, int(round(v))) for n, v in starts.items()}
+    tried: dict = {}
+
+    def run(values, from_config):
+        key = tuple(values[n] for n in integer)
+        if key not in tried:
+            res = _fit_continuous(apply_changes(from_config, values), observed, cont, **kw)
+            tried[key] = res
+        return tried[key]
+
+    best = run(current, config)
+    for _round in range(MAX_SEARCH_ROUNDS):
+        improved = False
+        for name in integer:
+            for direction in (1, -1):
+                while current[name] + direction >= 1:
+                    cand = {**current, name: current[name] + direction}
+                    if tuple(cand[n] for n in integer) in tried:
+                        break
+                    res = run(cand, best.config)
+                    if not res.chi2 < best.chi2:
+                        break
+                    best, current, improved = res, cand, True
+        if not improved:
+            break
+    for name in integer:
+        best.parameters[name] = ParameterEstimate(starts[name], float(current[name]), math.nan, 1.0,
+                                                  method="integer search")
+    n_all = len(best.parameters)
+    corr = np.full((n_all, n_all), np.nan)
+    k = best.correlations.shape[0]
+    corr[:k, :k] = best.correlations
+    # the continuous parameters first, then scale, then the searched sizes
+    order = [p for p in params if p not in integer] + (["scale"] if "scale" in best.parameters else []) + integer
+    best.parameters = {n: best.parameters[n] for n in order}
+    best.correlations = corr
+    best.integer_search = [{"values": dict(zip(integer, key)), "chi2": r.chi2, "chi2_per_dof": r.chi2_per_dof}
+                           for key, r in tried.items()]
+    best.message += "; " + ", ".join(f"{n} by integer search ({current[n]} of "
+                                     f"{sorted({key[i] for key in tried})})" for i, n in enumerate(integer))
+    best.nfev = sum(r.nfev for r in tried.values())
+    best.njev = sum(r.njev for r in tried.values())
+    if cont:
+        _add_choice_warnings(best, config, cont)
+    return best
 
 
 def _poisson_weights(scale: float, model: np.ndarray) -> np.ndarray:
@@ -404,4 +579,10 @@ def _summarise(sol, problem: _Problem, params, fit_scale, wname, n_used) -> FitR
     status, message = _status(sol.status > 0, red, dof, wname, sol.message)
     return FitResult(config=problem.config_at(sol.x), parameters=estimates, correlations=corr, chi2=chi2,
                      dof=dof, status=status, message=message, nfev=len(problem.history), njev=problem.njev,
-                     weights=wname, history=problem.history)
+                     weights=wname, history=problem.history, warnings=_jump_warnings(problem.jumps))
+
+
+def _jump_warnings(jumps: dict) -> list:
+    return [f"{name}: {n} pixel(s) step between p-h and p+h instead of changing smoothly (a discrete choice "
+            "crosses there: nearest-neighbour structure factors, a sampling boundary); their derivatives are "
+            "unreliable (-interpolate, or a larger step)" for name, n in jumps.items()]
