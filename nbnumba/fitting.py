@@ -46,7 +46,8 @@ import numpy as np
 from .config import SimConfig
 from .errors import ConfigError
 
-__all__ = ["FitResult", "ParameterEstimate", "fit"]
+__all__ = ["DEFAULT_STAGES", "FitResult", "FitStage", "ParameterEstimate", "bin_image", "binned_config", "fit",
+           "fit_coarse_to_fine", "fit_frames", "FramesFitResult", "integer_parameters", "start_offsets"]
 
 # smallest variance (photons) a Poisson weight assumes for a pixel
 VARIANCE_FLOOR = 0.01
@@ -586,3 +587,668 @@ def _jump_warnings(jumps: dict) -> list:
     return [f"{name}: {n} pixel(s) step between p-h and p+h instead of changing smoothly (a discrete choice "
             "crosses there: nearest-neighbour structure factors, a sampling boundary); their derivatives are "
             "unreliable (-interpolate, or a larger step)" for name, n in jumps.items()]
+
+
+# ---------------------------------------------------------------- coarse to fine
+
+
+@dataclass
+class FitStage:
+    """One stage of :func:`fit_coarse_to_fine`.
+
+    Attributes
+    ----------
+    bin : int
+        Pixels binned per edge: the observed image is summed over
+        ``bin x bin`` blocks and the model rendered with pixels ``bin``
+        times larger on the same detector (same origin and axes).
+    n_factor : float
+        Crystal size multiplier (``Na``/``Nb``/``Nc`` times this, whole
+        numbers, at least 1): smaller crystals give broader spots, so a
+        start further from the truth still overlaps the observed spots.
+    mosaic_deg : float
+        Mosaic spread (degrees) added for the stage (0: the model's own);
+        broadens the spots too, at ``mosaic_domains`` renders per pixel.
+    mosaic_domains : int
+        Domains used with ``mosaic_deg``.
+    max_nfev : int
+        Most model evaluations of the stage.
+    """
+
+    bin: int = 1
+    n_factor: float = 1.0
+    mosaic_deg: float = 0.0
+    mosaic_domains: int = 8
+    max_nfev: int = 30
+
+    def as_dict(self) -> dict:
+        """JSON-ready description of the stage."""
+        return {"bin": self.bin, "n_factor": self.n_factor, "mosaic_deg": self.mosaic_deg,
+                "mosaic_domains": self.mosaic_domains, "max_nfev": self.max_nfev}
+
+
+#: stages of :func:`fit_coarse_to_fine` by default: 4x4 bins and quarter-size
+#: crystals, 2x2 and half-size, then the full model at full resolution
+DEFAULT_STAGES = (FitStage(bin=4, n_factor=0.25, max_nfev=25), FitStage(bin=2, n_factor=0.5, max_nfev=25),
+                  FitStage(bin=1, n_factor=1.0, max_nfev=50))
+# the detector-origin pairs a binned geometry may adjust to keep the pixel grid in place
+_CENTRE_PAIRS = (("Xbeam", "Ybeam"), ("Xclose", "Yclose"), ("ORGX", "ORGY"))
+
+
+def _pix0(config: SimConfig) -> np.ndarray:
+    from .prepare import prepare
+
+    return np.asarray(prepare(config).detector.pix0, dtype=float)
+
+
+def binned_config(config: SimConfig, k: int) -> SimConfig:
+    """The same detector with pixels ``k`` times larger (``k x k`` blocks of the original).
+
+    The first pixel's corner and the axes stay where they are, so pixel
+    ``(i, j)`` of the result covers pixels ``k*i .. k*i+k-1`` (slow) and
+    ``k*j ..`` (fast) of ``config``; rows and columns beyond a whole block
+    are dropped.  The beam centre (or ``Xclose``/``ORGX``, whichever the
+    geometry follows) is adjusted so that the conventions' half-pixel
+    offsets leave the origin in place.  A ``-roi`` becomes the blocks it
+    covers; a ``-mask`` is dropped (pass a binned mask to the fit instead).
+
+    Parameters
+    ----------
+    config : SimConfig
+    k : int
+        Binning (1 returns ``config``).
+
+    Returns
+    -------
+    SimConfig
+
+    Raises
+    ------
+    ConfigError
+        When the binned detector cannot be placed on the original grid.
+    """
+    from .prepare import prepare
+    from .scan import apply_changes
+
+    k = int(k)
+    if k < 1:
+        raise ConfigError(f"binning must be a whole number >= 1, got {k}")
+    if k == 1:
+        return config
+    prep = prepare(config)
+    f, s = prep.fpixels // k, prep.spixels // k
+    if f < 1 or s < 1:
+        raise ConfigError(f"a {prep.fpixels}x{prep.spixels} detector has no whole {k}x{k} block")
+    p = float(config.pixel_size) * k
+    changes = {"pixel_size": p, "fpixels": f, "spixels": s, "detsize_f": f * p, "detsize_s": s * p}
+    xmin, xmax, ymin, ymax = (int(v) for v in prep.roi)
+    roi = (max(xmin, 0) // k, min(xmax // k, f - 1), max(ymin, 0) // k, min(ymax // k, s - 1))
+    import dataclasses
+
+    out = dataclasses.replace(apply_changes(config, changes), roi=roi, mask=None)
+    target = np.asarray(prep.detector.pix0, dtype=float)
+    if np.linalg.norm(_pix0(out) - target) <= 1e-12:
+        return out
+    for pair in _CENTRE_PAIRS:
+        moved = _recentre(out, pair, prep, target)
+        if moved is not None:
+            return moved
+    raise ConfigError(f"cannot bin this detector {k}x{k}: its origin cannot be kept in place")
+
+
+def _recentre(config: SimConfig, pair, fine_prep, target):
+    """``config`` with ``pair`` (e.g. Xbeam, Ybeam) set so that its origin is ``target``; None if they cannot."""
+    from .scan import apply_changes
+
+    values = {}
+    for name in pair:
+        v = float(getattr(config, name))
+        values[name] = float(getattr(fine_prep.detector, name)) if math.isnan(v) else v
+    try:
+        base = apply_changes(config, values)
+        p0 = _pix0(base)
+        delta = 1e-4
+        cols = [(_pix0(apply_changes(base, {n: values[n] + delta})) - p0) / delta for n in pair]
+    except ConfigError:
+        return None
+    jac = np.stack(cols, axis=1)
+    if np.linalg.matrix_rank(jac, tol=1e-9) < 2:
+        return None
+    shift = np.linalg.lstsq(jac, target - p0, rcond=None)[0]
+    out = apply_changes(base, {n: values[n] + float(d) for n, d in zip(pair, shift)})
+    return out if np.linalg.norm(_pix0(out) - target) <= 1e-9 else None
+
+
+def bin_image(image, k: int, how: str = "sum") -> np.ndarray:
+    """``k x k`` blocks of an image: summed (``how='sum'``) or all true (``'all'``).
+
+    Parameters
+    ----------
+    image : array_like, shape (spixels, fpixels)
+    k : int
+    how : {'sum', 'all'}
+
+    Returns
+    -------
+    ndarray, shape (spixels // k, fpixels // k)
+    """
+    a = np.asarray(image)
+    s, f = a.shape[0] // k, a.shape[1] // k
+    blocks = a[: s * k, : f * k].reshape(s, k, f, k)
+    if how == "all":
+        return blocks.all(axis=(1, 3))
+    return blocks.sum(axis=(1, 3), dtype=np.float64)
+
+
+def _stage_inputs(base: SimConfig, observed, mask, weights, k: int):
+    """Binned observed image, mask and weights of a stage."""
+    from .engine import rendered_mask
+    from .prepare import prepare
+
+    prep = prepare(base)
+    obs = np.asarray(observed, dtype=np.float64).reshape(prep.spixels, prep.fpixels)
+    good = np.isfinite(obs) & rendered_mask(prep).reshape(obs.shape)
+    if mask is not None:
+        good &= np.asarray(mask, dtype=bool).reshape(obs.shape)
+    w = weights
+    if not isinstance(weights, str):
+        w = np.asarray(weights, dtype=np.float64).reshape(obs.shape)
+        good &= w > 0
+        with np.errstate(divide="ignore"):
+            var = np.where(w > 0, 1.0 / np.where(w > 0, w, 1.0), np.inf)
+        w = 1.0 / bin_image(np.where(good, var, 0.0), k)
+    obs_b = bin_image(np.where(good, obs, 0.0), k)
+    return obs_b, bin_image(good, k, "all"), w
+
+
+def start_offsets(n_axes: int, starts: int, step: float) -> list:
+    """The first ``starts`` points of the grid ``{-step, 0, step}^n_axes``, nearest the centre first."""
+    import itertools
+
+    grid = sorted(itertools.product((0, 1, -1), repeat=n_axes), key=lambda t: (sum(map(abs, t)), [abs(v) for v in t]))
+    return [tuple(step * v for v in t) for t in grid[: max(1, int(starts))]]
+
+
+def fit_coarse_to_fine(config: SimConfig, observed, params, *, stages=None, starts: int = 1,
+                       start_step_deg: float = 0.5, mask=None, weights="poisson", fit_scale: bool = True,
+                       steps: dict | None = None, loss: str = "linear", backend: str = "cpu",
+                       dtype: str = "float64", nthreads: int | None = None, executor=None,
+                       callback=None) -> FitResult:
+    """Fit from far away: binned images and broad spots first, then the full model.
+
+    Each stage fits the parameters (:func:`fit`) against the observed image
+    binned ``bin x bin`` with the model rendered on the binned detector and
+    its spots broadened (``n_factor``, ``mosaic_deg``), starting where the
+    previous stage ended; the last stage of the default is the model itself
+    at full resolution.  With ``starts > 1`` the first stage is run from
+    several orientations (offsets of ``start_step_deg`` on the refined
+    ``misset`` components, nearest first) and the best chi-square goes on.
+
+    Parameters
+    ----------
+    config, observed, params, mask, weights, fit_scale, steps, loss, backend, dtype, nthreads, executor, callback
+        As for :func:`fit`.  Whole-number crystal sizes (``Na`` of a
+        square crystal) are searched in the last stage only.
+    stages : sequence of FitStage, optional
+        Default :data:`DEFAULT_STAGES`.  A last stage other than
+        ``FitStage(bin=1, n_factor=1)`` leaves the result at that stage.
+    starts : int
+        Orientations tried in the first stage (needs ``misset`` parameters
+        when above 1).
+    start_step_deg : float
+        Spacing of the start grid (degrees).
+
+    Returns
+    -------
+    FitResult
+        The last stage's fit, with ``stages`` (per stage: its settings, the
+        starts tried, chi2/dof and the values reached) and each parameter's
+        ``start`` the value it had in ``config``.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`fit`; ``starts > 1`` without a ``misset`` parameter.
+    """
+    from .gradients import resolve_config
+    from .scan import apply_changes, field_value
+
+    params = _param_list(params)
+    stages = list(stages or DEFAULT_STAGES)
+    if not stages or not all(isinstance(s, FitStage) for s in stages):
+        raise ConfigError("stages must be a non-empty list of FitStage")
+    integer = integer_parameters(config, params)
+    cont = [p for p in params if p not in integer]
+    orient = [p for p in cont if p.startswith("misset[")]
+    if int(starts) > 1 and not orient:
+        raise ConfigError("several starts need an orientation parameter (misset[0], misset[1], misset[2])")
+    base = resolve_config(config, cont)
+    begin = {p: float(field_value(base, p)) for p in params}
+    values = {p: begin[p] for p in cont}
+    kw = dict(weights=weights, fit_scale=fit_scale, steps=steps, loss=loss, backend=backend, dtype=dtype,
+              nthreads=nthreads, executor=executor, callback=callback)
+    record = []
+    res = None
+    for i, stage in enumerate(stages):
+        last = i == len(stages) - 1
+        stage_params = params if (last and stage.bin == 1 and stage.n_factor == 1.0) else cont
+        if not stage_params:
+            continue
+        tries = start_offsets(len(orient), starts, math.radians(start_step_deg)) if i == 0 else [()]
+        best, tried = None, []
+        for offset in tries:
+            at = {**values, **{p: values[p] + d for p, d in zip(orient, offset)}}
+            r, shifts = _run_stage(stage, apply_changes(base, at), observed, mask, stage_params, kw)
+            tried.append({"offset_deg": [math.degrees(d) for d in offset], "chi2_per_dof": r.chi2_per_dof})
+            if best is None or r.chi2 < best[0].chi2:
+                best = (r, shifts)
+        res, shifts = best
+        values = {p: res.parameters[p].value - shifts.get(p, 0.0) for p in cont}
+        record.append({**stage.as_dict(), "starts": tried if len(tries) > 1 else [], "status": res.status,
+                       "chi2_per_dof": res.chi2_per_dof, "values": dict(values), "nfev": res.nfev})
+    for p in params:
+        est = res.parameters[p]
+        est.value = values.get(p, est.value)
+        est.start = begin[p]
+    res.stages = record
+    return res
+
+
+def _run_stage(stage: FitStage, config: SimConfig, observed, mask, params, kw) -> tuple[FitResult, dict]:
+    """One stage: broaden, bin, fit; the shifts (binned minus full-detector values) map its values back."""
+    from .gradients import resolve_config
+    from .scan import apply_changes, field_value
+
+    kw = {**kw, "max_nfev": stage.max_nfev}
+    changes: dict = {}
+    if stage.n_factor != 1.0:
+        for n in ("Na", "Nb", "Nc"):
+            if n not in params:
+                changes[n] = float(max(1, round(float(getattr(config, n)) * stage.n_factor)))
+    if stage.mosaic_deg > 0.0 and "mosaic_spread" not in params:
+        changes.update(mosaic_spread=math.radians(stage.mosaic_deg), mosaic_domains=int(stage.mosaic_domains))
+    fine = resolve_config(apply_changes(config, changes) if changes else config, params)
+    if stage.bin == 1:
+        return fit(fine, observed, params, mask=mask, **kw), {}
+    coarse = binned_config(fine, stage.bin)
+    obs_b, mask_b, w_b = _stage_inputs(fine, observed, mask, kw["weights"], stage.bin)
+    res = fit(coarse, obs_b, params, mask=mask_b, **{**kw, "weights": w_b})
+    return res, {p: float(field_value(coarse, p)) - float(field_value(fine, p)) for p in params}
+
+
+# ---------------------------------------------------------------- several frames
+
+
+@dataclass
+class FramesFitResult:
+    """Outcome of :func:`fit_frames`.
+
+    Attributes
+    ----------
+    configs : list of SimConfig
+        Each frame's refined configuration.
+    shared : dict
+        Name -> :class:`ParameterEstimate` of the parameters all frames share.
+    frames : list of dict
+        Per frame: name -> :class:`ParameterEstimate` of its own parameters
+        (its ``scale`` included unless scales are fixed).
+    names : list of str
+        Row and column names of ``correlations``: the shared names, then
+        ``frame<i>:<name>`` per frame.
+    correlations : ndarray
+    chi2 : float
+        Weighted sum of squared residuals over all frames.
+    frame_chi2 : list of float
+        Its share from each frame.
+    dof : int
+        Pixels used (all frames) minus parameters fitted.
+    status, message, nfev, njev, weights, history, warnings
+        As in :class:`FitResult`.
+    """
+
+    configs: list
+    shared: dict
+    frames: list
+    names: list
+    correlations: np.ndarray
+    chi2: float
+    frame_chi2: list
+    frame_pixels: list
+    dof: int
+    status: str
+    message: str
+    nfev: int = 0
+    njev: int = 0
+    weights: str = "poisson"
+    history: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+
+    @property
+    def chi2_per_dof(self) -> float:
+        """Reduced chi-square."""
+        return self.chi2 / self.dof if self.dof > 0 else math.nan
+
+    @property
+    def parameters(self) -> dict:
+        """Every estimate by its ``names`` entry (shared, then ``frame<i>:<name>``)."""
+        out = dict(self.shared)
+        for i, frame in enumerate(self.frames):
+            out.update({f"frame{i}:{k}": v for k, v in frame.items()})
+        return out
+
+    def as_dict(self) -> dict:
+        """The JSON document of ``nbnumba refine --out`` with several frames."""
+        return {
+            "parameters": {k: p.as_dict() for k, p in self.shared.items()},
+            "frames": [{"parameters": {k: p.as_dict() for k, p in frame.items()}, "chi2": c, "pixels": n}
+                       for frame, c, n in zip(self.frames, self.frame_chi2, self.frame_pixels)],
+            "correlations": {"names": list(self.names),
+                             "matrix": [[_finite(v) for v in row] for row in np.round(self.correlations, 6).tolist()]},
+            "chi2": self.chi2, "dof": self.dof, "chi2_per_dof": self.chi2_per_dof, "weights": self.weights,
+            "status": self.status, "message": self.message, "nfev": self.nfev, "njev": self.njev,
+            "history": self.history, "warnings": list(self.warnings),
+        }
+
+
+class _FramesProblem:
+    """Residuals and Jacobian of a joint fit: shared parameters, then per frame its own and its scale."""
+
+    def __init__(self, bases, shared, per_frame, steps, data, fit_scale, render, executor):
+        from .gradients import difference_plan
+
+        self.bases, self.shared, self.per_frame = bases, shared, per_frame
+        steps = dict(steps or {})
+        plan = difference_plan(bases[0], shared, {k: v for k, v in steps.items() if k in shared})
+        self.s_start = np.array([p[1] for p in plan])
+        self.s_step = np.array([p[5] / 2.0 for p in plan])
+        self.f_start, self.f_step = [], []
+        for base in bases:
+            plan = difference_plan(base, per_frame, {k: v for k, v in steps.items() if k in per_frame})
+            self.f_start.append(np.array([p[1] for p in plan]))
+            self.f_step.append(np.array([p[5] / 2.0 for p in plan]))
+        self.obs = [d[0] for d in data]
+        self.good = [d[1] for d in data]
+        self.sqrt_w = [d[2] for d in data]
+        self.fit_scale, self.render, self.executor = fit_scale, render, executor
+        self.width = len(per_frame) + (1 if fit_scale else 0)
+        self.cache: dict = {}
+        self.history: list = []
+        self.njev = 0
+        self.jumps: dict = {}
+
+    def block(self, f: int) -> slice:
+        first = len(self.shared) + f * self.width
+        return slice(first, first + self.width)
+
+    def scale(self, x, f: int) -> float:
+        return float(x[self.block(f)][-1]) if self.fit_scale else 1.0
+
+    def values(self, x, f: int) -> dict:
+        ns, npf = len(self.shared), len(self.per_frame)
+        out = dict(zip(self.shared, (self.s_start + self.s_step * x[:ns]).tolist()))
+        own = x[self.block(f)][:npf]
+        out.update(zip(self.per_frame, (self.f_start[f] + self.f_step[f] * own).tolist()))
+        return out
+
+    def config_at(self, x, f: int) -> SimConfig:
+        from .scan import apply_changes
+
+        return apply_changes(self.bases[f], self.values(x, f))
+
+    def key(self, x) -> tuple:
+        keep = [i for i in range(x.size) if not (self.fit_scale and i >= len(self.shared)
+                                                  and (i - len(self.shared)) % self.width == self.width - 1)]
+        return tuple(np.asarray(x, dtype=float)[keep].tolist())
+
+    def models(self, x) -> list:
+        from .executors import LocalExecutor
+        from .gradients import _render_task
+
+        key = self.key(x)
+        if key not in self.cache:
+            tasks = [(self.config_at(x, f), self.render["backend"], self.render["dtype"], self.render["nthreads"])
+                     for f in range(len(self.bases))]
+            images = (self.executor or LocalExecutor()).map(_render_task, tasks)
+            self.cache = {key: [im.reshape(-1)[g] for im, g in zip(images, self.good)]}
+        return self.cache[key]
+
+    def residuals(self, x) -> np.ndarray:
+        try:
+            models = self.models(x)
+        except ConfigError:
+            return np.full(sum(o.size for o in self.obs), 1e10)
+        r = np.concatenate([sw * (self.scale(x, f) * m - o)
+                            for f, (m, o, sw) in enumerate(zip(models, self.obs, self.sqrt_w))])
+        self.history.append(float(np.dot(r, r)))
+        return r
+
+    def jacobian(self, x) -> np.ndarray:
+        from .gradients import difference_plan, discontinuous_pixels
+
+        self.njev += 1
+        names = self.shared + self.per_frame
+        plans, tasks = [], []
+        for f in range(len(self.bases)):
+            steps = dict(zip(names, np.concatenate([self.s_step, self.f_step[f]]).tolist()))
+            plan = difference_plan(self.config_at(x, f), names, steps) if names else []
+            plans.append(plan)
+            tasks.append((self.config_at(x, f), plan))
+        flat = [(cfg, [p]) for cfg, plan in tasks for p in plan]
+        images = _differences_many(flat, self.render, self.executor)
+        models = self.models(x)
+        rows = [o.size for o in self.obs]
+        J = np.zeros((sum(rows), x.size))
+        at, pos = 0, 0
+        for f, plan in enumerate(plans):
+            n, g, sc = rows[f], self.good[f], self.scale(x, f)
+            for k, (name, value, _h, lo, _hi, den) in enumerate(plan):
+                plus, minus = images[pos].reshape(-1)[g], images[pos + 1].reshape(-1)[g]
+                pos += 2
+                if lo != value:
+                    jumps = discontinuous_pixels(plus, models[f], minus, sc)
+                    if jumps:
+                        self.jumps[name] = max(self.jumps.get(name, 0), jumps)
+                if k < len(self.shared):
+                    col, unit = k, self.s_step[k]
+                else:
+                    j = k - len(self.shared)
+                    col, unit = self.block(f).start + j, self.f_step[f][j]
+                J[at:at + n, col] = sc * (plus - minus) / den * unit
+            if self.fit_scale:
+                J[at:at + n, self.block(f).stop - 1] = models[f]
+            J[at:at + n] *= self.sqrt_w[f][:, None]
+            at += n
+        return J
+
+    def poisson_weights(self, x) -> list:
+        return [_poisson_weights(self.scale(x, f), m) for f, m in enumerate(self.models(x))]
+
+
+def _differences_many(items, render, executor) -> list:
+    """The plus and minus renders of every (config, plan) pair, in one executor map."""
+    from .executors import LocalExecutor
+    from .gradients import _render_task
+    from .scan import apply_changes
+
+    tasks = []
+    for cfg, plan in items:
+        for name, _value, _h, lo, hi, _den in plan:
+            tasks.append((apply_changes(cfg, {name: hi}), render["backend"], render["dtype"], render["nthreads"]))
+            tasks.append((apply_changes(cfg, {name: lo}), render["backend"], render["dtype"], render["nthreads"]))
+    return (executor or LocalExecutor()).map(_render_task, tasks) if tasks else []
+
+
+def fit_frames(configs, observed_images, shared=(), per_frame=(), *, masks=None, weights="poisson",
+               fit_scale: bool = True, steps: dict | None = None, loss: str = "linear", max_nfev: int = 50,
+               backend: str = "cpu", dtype: str = "float64", nthreads: int | None = None, executor=None,
+               callback=None) -> FramesFitResult:
+    """Refine several frames together: shared parameters, and each frame's own.
+
+    A rotation scan (configurations differing in ``phi0``: see
+    :func:`nbnumba.scan.phi_scan`) or stills.  The ``shared`` parameters
+    (cell, detector distance and centre, ...) take one value for all frames,
+    starting from the first frame's; the ``per_frame`` parameters (the
+    orientation ``misset[i]``, ...) and a scale are refined per frame.  Each
+    model evaluation renders all frames, and each Jacobian all their finite
+    differences, in one ``executor.map`` (Dask spreads them over workers).
+
+    Parameters
+    ----------
+    configs : sequence of SimConfig
+        Each frame's starting model (same detector size).
+    observed_images : sequence of array_like
+        Each frame's observed image in photons.
+    shared, per_frame : sequence of str
+        Parameter names (as for :func:`fit`); at least one in all.
+    masks : sequence of array_like, optional
+        Per-frame pixel masks (True = use).
+    weights : 'poisson', 'unit' or sequence of array_like
+    fit_scale : bool
+        A scale per frame.
+    steps, loss, max_nfev, backend, dtype, nthreads, executor
+        As for :func:`fit`.
+    callback : callable, optional
+        ``callback(nfev, chi2, values)`` after each evaluation (values of
+        the shared parameters and of the first frame's).
+
+    Returns
+    -------
+    FramesFitResult
+
+    Raises
+    ------
+    ConfigError
+        Bad parameters (a crystal size of a square crystal: fit it by
+        :func:`fit`), mismatched lists, images of the wrong shape.
+    """
+    from .gradients import resolve_config
+    from .scan import apply_changes, field_value
+
+    configs, observed_images = list(configs), list(observed_images)
+    shared, per_frame = list(shared), list(per_frame)
+    if not configs or len(configs) != len(observed_images):
+        raise ConfigError(f"{len(configs)} configurations for {len(observed_images)} observed images")
+    names = _param_list(shared + per_frame)
+    if integer_parameters(configs[0], names):
+        raise ConfigError(f"{integer_parameters(configs[0], names)[0]}: a whole number for a "
+                          f"{configs[0].xtal_shape} crystal; search it frame by frame with fit()")
+    if loss not in LOSSES:
+        raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
+    n = len(configs)
+    masks = [None] * n if masks is None else list(masks)
+    wlist = [weights] * n if isinstance(weights, str) else list(weights)
+    if len(masks) != n or len(wlist) != n:
+        raise ConfigError(f"masks and weights need one entry per frame ({n})")
+    render = dict(backend=backend, dtype=dtype, nthreads=nthreads)
+    bases = [resolve_config(c, names) for c in configs]
+    common = {p: float(field_value(bases[0], p)) for p in shared}
+    bases = [apply_changes(b, common) for b in bases]
+    firsts = _render_all(bases, render, executor)
+    data, x, wname, given_any = [], [], "poisson", False
+    for f in range(n):
+        obs, given, wname, good = _pixels(bases[f], firsts[f], observed_images[f], wlist[f], masks[f])
+        m0 = firsts[f].reshape(-1)[good]
+        w = given[good] if given is not None else np.ones(int(good.sum()))
+        sc = _start_scale(w, obs[good], m0) if fit_scale else 1.0
+        if given is None:
+            w = _poisson_weights(sc, m0)
+        given_any |= given is not None
+        data.append((obs[good], good, np.sqrt(w)))
+        x.append(np.zeros(len(per_frame)))
+        if fit_scale:
+            x.append(np.array([sc]))
+    x = np.concatenate([np.zeros(len(shared)), *x])
+    problem = _FramesProblem(bases, shared, per_frame, steps, data, fit_scale, render, executor)
+    problem.cache = {problem.key(x): [fi.reshape(-1)[d[1]] for fi, d in zip(firsts, data)]}
+    start_x = x.copy()
+
+    def fun(xv):
+        r = problem.residuals(xv)
+        if callback is not None:
+            callback(len(problem.history), problem.history[-1] if problem.history else math.nan, problem.values(xv, 0))
+        return r
+
+    bounds = _frames_bounds(problem)
+    sol = _optimise_frames(fun, problem, x, bounds, loss, max_nfev, not given_any)
+    return _summarise_frames(sol, problem, start_x, wname)
+
+
+def _render_all(configs, render, executor) -> list:
+    from .executors import LocalExecutor
+    from .gradients import _render_task
+
+    tasks = [(c, render["backend"], render["dtype"], render["nthreads"]) for c in configs]
+    return (executor or LocalExecutor()).map(_render_task, tasks)
+
+
+def _frames_bounds(problem: _FramesProblem):
+    from .gradients import NONNEGATIVE_FIELDS, _continuous
+
+    lo = np.full(len(problem.shared) + len(problem.bases) * problem.width, -np.inf)
+    for k, (name, start, step) in enumerate(zip(problem.shared, problem.s_start, problem.s_step)):
+        if _continuous(name)[0] in NONNEGATIVE_FIELDS:
+            lo[k] = -start / step
+    for f in range(len(problem.bases)):
+        b = problem.block(f)
+        for j, name in enumerate(problem.per_frame):
+            if _continuous(name)[0] in NONNEGATIVE_FIELDS:
+                lo[b.start + j] = -problem.f_start[f][j] / problem.f_step[f][j]
+        if problem.fit_scale:
+            lo[b.stop - 1] = 0.0
+    return lo, np.full(lo.size, np.inf)
+
+
+def _optimise_frames(fun, problem, x, bounds, loss, max_nfev, reweight: bool):
+    from scipy.optimize import least_squares
+
+    for _round in range(REWEIGHT_ROUNDS if reweight else 1):
+        sol = least_squares(fun, x, jac=problem.jacobian, bounds=bounds, method="trf", loss=loss, x_scale=1.0,
+                            max_nfev=max_nfev, xtol=1e-8, ftol=1e-10, gtol=1e-10)
+        x = sol.x
+        if not reweight:
+            break
+        new = [np.sqrt(w) for w in problem.poisson_weights(x)]
+        change = max(float(np.max(np.abs(a - b) / b)) for a, b in zip(new, problem.sqrt_w))
+        problem.sqrt_w = new
+        if change < REWEIGHT_RTOL:
+            break
+    return sol
+
+
+def _summarise_frames(sol, problem: _FramesProblem, start_x, wname) -> FramesFitResult:
+    r = problem.residuals(sol.x)
+    chi2 = float(np.dot(r, r))
+    sizes = [o.size for o in problem.obs]
+    edges = np.cumsum([0, *sizes])
+    frame_chi2 = [float(np.dot(r[a:b], r[a:b])) for a, b in zip(edges[:-1], edges[1:])]
+    dof = int(sum(sizes)) - sol.x.size
+    J = problem.jacobian(sol.x)
+    red = chi2 / dof if dof > 0 else math.nan
+    units = np.concatenate([problem.s_step, *[np.append(s, 1.0) if problem.fit_scale else s
+                                              for s in problem.f_step]])
+    cov = _covariance(J, r, red, wname) * np.outer(units, units)
+    sig = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(sig, sig)
+    ns = len(problem.shared)
+    shared = {n: ParameterEstimate(float(s0), float(s0 + h * v), float(e), float(h))
+              for n, s0, h, v, e in zip(problem.shared, problem.s_start, problem.s_step, sol.x[:ns], sig[:ns])}
+    frames, names = [], list(problem.shared)
+    for f in range(len(problem.bases)):
+        b = problem.block(f)
+        own = {}
+        for j, n in enumerate(problem.per_frame):
+            s0, h = problem.f_start[f][j], problem.f_step[f][j]
+            own[n] = ParameterEstimate(float(s0), float(s0 + h * sol.x[b.start + j]), float(sig[b.start + j]),
+                                       float(h))
+        if problem.fit_scale:
+            own["scale"] = ParameterEstimate(float(start_x[b.stop - 1]), float(sol.x[b.stop - 1]),
+                                             float(sig[b.stop - 1]), 1.0)
+        frames.append(own)
+        names += [f"frame{f}:{n}" for n in own]
+    status, message = _status(sol.status > 0, red, dof, wname, sol.message)
+    return FramesFitResult(configs=[problem.config_at(sol.x, f) for f in range(len(problem.bases))], shared=shared,
+                           frames=frames, names=names, correlations=corr, chi2=chi2, frame_chi2=frame_chi2,
+                           frame_pixels=sizes, dof=dof, status=status, message=message, nfev=len(problem.history),
+                           njev=problem.njev, weights=wname, history=problem.history,
+                           warnings=_jump_warnings(problem.jumps))
