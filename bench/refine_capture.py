@@ -41,7 +41,7 @@ def pilatus_args(golden: str, roi=None) -> list:
 
 def main(argv=None) -> int:
     from nbnumba import config_from_args
-    from nbnumba.fitting import fit_coarse_to_fine
+    from nbnumba.fitting import FitStage, fit_coarse_to_fine
     from nbnumba.gradients import render_image
     from nbnumba.scan import apply_changes
 
@@ -51,6 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--starts", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--stages", default=None, help="e.g. '8:0.125:unit,4:0.25:unit,1:1:' (bin:n_factor:weights)")
     opts = ap.parse_args(argv)
     truth, _ = config_from_args(pilatus_args(opts.golden, opts.roi), mode="spec")
     t0 = time.time()
@@ -66,7 +67,11 @@ def main(argv=None) -> int:
         if nfev % 10 == 0:
             print(f"  evaluation {nfev}: chi2 {chi2:.6g}  {time.time() - t0:.0f} s", flush=True)
 
-    res = fit_coarse_to_fine(start, observed, params, starts=opts.starts, callback=progress)
+    stages = None
+    if opts.stages:
+        stages = [FitStage(bin=int(b), n_factor=float(n), weights=w or None)
+                  for b, n, w in (item.split(":") for item in opts.stages.split(","))]
+    res = fit_coarse_to_fine(start, observed, params, stages=stages, starts=opts.starts, callback=progress)
     print(f"{image.shape[1]} x {image.shape[0]} pixels, ROI {opts.roi}, {time.time() - t0:.0f} s")
     for st in res.stages:
         vals = " ".join(f"{k}={v:.6g}" for k, v in st["values"].items())

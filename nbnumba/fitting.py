@@ -613,6 +613,12 @@ class FitStage:
         Domains used with ``mosaic_deg``.
     max_nfev : int
         Most model evaluations of the stage.
+    weights : str or None
+        Weights of the stage (``'unit'``, ``'poisson'``); None: the fit's
+        own.  Far from the solution, Poisson weights from the model are
+        blind to observed spots the model lacks (their model variance is the
+        floor and their derivative zero): unit weights let overlapping spot
+        flanks pull the model in.
     """
 
     bin: int = 1
@@ -620,16 +626,18 @@ class FitStage:
     mosaic_deg: float = 0.0
     mosaic_domains: int = 8
     max_nfev: int = 30
+    weights: str | None = None
 
     def as_dict(self) -> dict:
         """JSON-ready description of the stage."""
         return {"bin": self.bin, "n_factor": self.n_factor, "mosaic_deg": self.mosaic_deg,
-                "mosaic_domains": self.mosaic_domains, "max_nfev": self.max_nfev}
+                "mosaic_domains": self.mosaic_domains, "max_nfev": self.max_nfev, "weights": self.weights}
 
 
 #: stages of :func:`fit_coarse_to_fine` by default: 4x4 bins and quarter-size
 #: crystals, 2x2 and half-size, then the full model at full resolution
-DEFAULT_STAGES = (FitStage(bin=4, n_factor=0.25, max_nfev=25), FitStage(bin=2, n_factor=0.5, max_nfev=25),
+DEFAULT_STAGES = (FitStage(bin=4, n_factor=0.25, max_nfev=25, weights="unit"),
+                  FitStage(bin=2, n_factor=0.5, max_nfev=25, weights="unit"),
                   FitStage(bin=1, n_factor=1.0, max_nfev=50))
 # the detector-origin pairs a binned geometry may adjust to keep the pixel grid in place
 _CENTRE_PAIRS = (("Xbeam", "Ybeam"), ("Xclose", "Yclose"), ("ORGX", "ORGY"))
@@ -860,6 +868,8 @@ def _run_stage(stage: FitStage, config: SimConfig, observed, mask, params, kw) -
     from .scan import apply_changes, field_value
 
     kw = {**kw, "max_nfev": stage.max_nfev}
+    if stage.weights is not None and isinstance(kw["weights"], str):
+        kw["weights"] = stage.weights  # (a given weight image stays: it describes the data)
     changes: dict = {}
     if stage.n_factor != 1.0:
         for n in ("Na", "Nb", "Nc"):
