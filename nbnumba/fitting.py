@@ -31,6 +31,18 @@ array
     Per-pixel weights (relative inverse variances); 0 drops a pixel.  The
     sigmas are scaled by the reduced chi-square.
 
+Beyond one image
+----------------
+:func:`fit` searches the crystal size of a square or tophat crystal over
+whole numbers (:func:`integer_parameters`) and warns, in
+:attr:`FitResult.warnings`, when a discrete choice pinned at the start would
+change at the refined values or finite differences jump.
+:func:`fit_coarse_to_fine` widens the capture range: binned images and
+broadened spots first (:class:`FitStage`, :func:`binned_config`), several
+starting orientations, then the full model.  :func:`fit_frames` refines
+several frames together: shared parameters and per-frame orientation and
+scale, the renders spread over an executor (:class:`FramesFitResult`).
+
 Internally each parameter is measured in units of its finite-difference
 step (``x = (p - p_start) / step``) so that the optimiser sees numbers of
 order one whatever the physical units.
@@ -1149,6 +1161,10 @@ def fit_frames(configs, observed_images, shared=(), per_frame=(), *, masks=None,
     wlist = [weights] * n if isinstance(weights, str) else list(weights)
     if len(masks) != n or len(wlist) != n:
         raise ConfigError(f"masks and weights need one entry per frame ({n})")
+    unknown = set(steps or {}) - set(names)
+    if unknown:
+        raise ConfigError(f"step given for {sorted(unknown)[0]!r}, which is not among the parameters "
+                          f"({', '.join(names)})")
     render = dict(backend=backend, dtype=dtype, nthreads=nthreads)
     bases = [resolve_config(c, names) for c in configs]
     common = {p: float(field_value(bases[0], p)) for p in shared}
