@@ -287,6 +287,9 @@ def _print_fit(res) -> None:
     click.echo(f"chi2/dof {res.chi2_per_dof:.4g} ({res.dof} degrees of freedom, {res.weights} weights); "
                f"{res.nfev} evaluations, {res.njev} Jacobians")
     for st in getattr(res, "stages", []):
+        if st["status"] == "skipped":
+            click.echo(f"  stage: bin {st['bin']} skipped: {st['message']}")
+            continue
         click.echo(f"  stage: bin {st['bin']}, crystal size x{st['n_factor']:g}: chi2/dof {st['chi2_per_dof']:.4g}"
                    + (f", best of {len(st['starts'])} starts" if st["starts"] else ""))
     click.echo(f"  {'parameter':<16} {'start':>16} {'value':>16} {'sigma':>12}")

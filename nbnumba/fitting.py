@@ -646,11 +646,17 @@ class FitStage:
                 "mosaic_domains": self.mosaic_domains, "max_nfev": self.max_nfev, "weights": self.weights}
 
 
-#: stages of :func:`fit_coarse_to_fine` by default: 4x4 bins and quarter-size
-#: crystals, 2x2 and half-size, then the full model at full resolution
-DEFAULT_STAGES = (FitStage(bin=4, n_factor=0.25, max_nfev=25, weights="unit"),
+#: stages of :func:`fit_coarse_to_fine` by default: 8x8 bins with crystals a
+#: sixteenth and an eighth of the size (on the Pilatus frame of the real crystal
+#: the quarter-size spots of a start 0.5 degrees off do not overlap the observed
+#: ones at all), 4x4 and quarter size, 2x2 and half size, then the full model
+DEFAULT_STAGES = (FitStage(bin=8, n_factor=1 / 16, max_nfev=25, weights="unit"),
+                  FitStage(bin=8, n_factor=1 / 8, max_nfev=25, weights="unit"),
+                  FitStage(bin=4, n_factor=0.25, max_nfev=25, weights="unit"),
                   FitStage(bin=2, n_factor=0.5, max_nfev=25, weights="unit"),
                   FitStage(bin=1, n_factor=1.0, max_nfev=50))
+# a coarse stage is skipped when its bins leave fewer pixels than this along an edge of the rendered region
+MIN_BINNED_PIXELS = 16
 # the detector-origin pairs a binned geometry may adjust to keep the pixel grid in place
 _CENTRE_PAIRS = (("Xbeam", "Ybeam"), ("Xclose", "Yclose"), ("ORGX", "ORGY"))
 
@@ -813,8 +819,10 @@ def fit_coarse_to_fine(config: SimConfig, observed, params, *, stages=None, star
         Default :data:`DEFAULT_STAGES`.  A last stage other than
         ``FitStage(bin=1, n_factor=1)`` leaves the result at that stage.
     starts : int
-        Orientations tried in the first stage (needs ``misset`` parameters
-        when above 1).
+        Orientations tried in the first stage run (needs ``misset``
+        parameters when above 1).  A coarse stage whose bins would leave
+        fewer than :data:`MIN_BINNED_PIXELS` pixels along an edge of the
+        rendered region is skipped (recorded with status ``skipped``).
     start_step_deg : float
         Spacing of the start grid (degrees).
 
@@ -849,12 +857,18 @@ def fit_coarse_to_fine(config: SimConfig, observed, params, *, stages=None, star
               nthreads=nthreads, executor=executor, callback=callback)
     record = []
     res = None
+    first = True
     for i, stage in enumerate(stages):
         last = i == len(stages) - 1
         stage_params = params if (last and stage.bin == 1 and stage.n_factor == 1.0) else cont
         if not stage_params:
             continue
-        tries = start_offsets(len(orient), starts, math.radians(start_step_deg)) if i == 0 else [()]
+        small = _too_coarse(base, stage.bin)
+        if small and not last:
+            record.append({**stage.as_dict(), "starts": [], "status": "skipped", "message": small})
+            continue
+        tries = start_offsets(len(orient), starts, math.radians(start_step_deg)) if first else [()]
+        first = False
         best, tried = None, []
         for offset in tries:
             at = {**values, **{p: values[p] + d for p, d in zip(orient, offset)}}
@@ -872,6 +886,21 @@ def fit_coarse_to_fine(config: SimConfig, observed, params, *, stages=None, star
         est.start = begin[p]
     res.stages = record
     return res
+
+
+def _too_coarse(config: SimConfig, k: int) -> str:
+    """Why a ``k x k`` binning is too coarse for the rendered region (empty when it is not)."""
+    from .prepare import prepare
+
+    if k <= 1:
+        return ""
+    prep = prepare(config)
+    xmin, xmax, ymin, ymax = (int(v) for v in prep.roi)
+    f = (min(xmax, prep.fpixels - 1) - max(xmin, 0) + 1) // k
+    s = (min(ymax, prep.spixels - 1) - max(ymin, 0) + 1) // k
+    if min(f, s) < MIN_BINNED_PIXELS:
+        return f"{k}x{k} bins leave {f}x{s} pixels, fewer than {MIN_BINNED_PIXELS} a side"
+    return ""
 
 
 def _run_stage(stage: FitStage, config: SimConfig, observed, mask, params, kw) -> tuple[FitResult, dict]:

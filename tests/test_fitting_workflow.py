@@ -196,16 +196,28 @@ def test_coarse_to_fine_captures_a_start_the_plain_fit_misses(golden_inputs):
     params = ["misset[0]", "misset[1]", "misset[2]", "distance"]
     start = apply_changes(truth, {"misset[0]": math.radians(0.3), "misset[1]": math.radians(-0.3),
                                   "misset[2]": math.radians(0.26), "distance": 0.105})
-    res = fit_coarse_to_fine(start, observed, params,
-                             stages=[FitStage(bin=4, n_factor=0.25, weights="unit", max_nfev=20),
-                                     FitStage(bin=2, n_factor=0.5, weights="unit", max_nfev=20),
-                                     FitStage(bin=1, max_nfev=30)])
+    res = fit_coarse_to_fine(start, observed, params)  # the default stages
     want = {"misset[0]": 0.0, "misset[1]": 0.0, "misset[2]": 0.0, "distance": 0.1, "scale": scale}
     for name, value in want.items():
         p = res.parameters[name]
         assert abs(p.value - value) < 4 * p.sigma, (name, p, value)
     assert res.parameters["distance"].start == pytest.approx(0.105)
-    assert [s["bin"] for s in res.stages] == [4, 2, 1] and res.status == "converged"
+    assert [s["bin"] for s in res.stages] == [8, 8, 4, 2, 1] and res.status == "converged"
+
+
+def test_coarse_to_fine_with_own_stages_and_starts():
+    truth = _config()
+    image = render_image(truth)
+    observed = _noisy(image, PEAK / image.max(), 9)
+    start = apply_changes(truth, {"distance": 0.0603, "misset[0]": truth.misset[0] + math.radians(0.1)})
+    res = fit_coarse_to_fine(start, observed, ["distance", "misset[0]"], starts=3, start_step_deg=0.2,
+                             stages=[FitStage(bin=2, n_factor=0.5, max_nfev=10), FitStage()])
+    assert len(res.stages) == 2 and len(res.stages[0]["starts"]) == 3 and res.stages[1]["starts"] == []
+    assert [s["offset_deg"] for s in res.stages[0]["starts"]] == [[0.0], [pytest.approx(0.2)], [pytest.approx(-0.2)]]
+    d = res.parameters["distance"]
+    assert abs(d.value - 0.06) < 4 * d.sigma and d.start == pytest.approx(0.0603)
+    with pytest.raises(ConfigError, match="several starts need an orientation"):
+        fit_coarse_to_fine(start, observed, ["distance"], starts=2)
 
 
 # ---------------------------------------------------------------- the refine command
@@ -252,10 +264,13 @@ def test_refine_command_coarse_to_fine(tmp_path, scan_truth):
                    "--starts", "2", "--out", str(out), "--", *start])
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
-    assert [s["bin"] for s in doc["stages"]] == [4, 2, 1] and len(doc["stages"][0]["starts"]) == 2
+    # a 32 x 32 frame: the 8x8 and 4x4 stages would leave too few pixels and are skipped
+    assert [(s["bin"], s["status"] == "skipped") for s in doc["stages"]] == [
+        (8, True), (8, True), (4, True), (2, False), (1, False)]
+    assert len(doc["stages"][3]["starts"]) == 2
     d = doc["parameters"]["distance"]
     assert abs(d["value"] - 0.06) < 4 * d["sigma"] and d["start"] == pytest.approx(0.0604)
-    assert "stage: bin 4" in res.output
+    assert "stage: bin 2" in res.output
 
 
 @pytest.mark.parametrize("extra, message", [
