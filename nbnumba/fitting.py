@@ -881,9 +881,10 @@ def fit_coarse_to_fine(config: SimConfig, observed, params, *, stages=None, star
         record.append({**stage.as_dict(), "starts": tried if len(tries) > 1 else [], "status": res.status,
                        "chi2_per_dof": res.chi2_per_dof, "values": dict(values), "nfev": res.nfev})
     for p in params:
-        est = res.parameters[p]
-        est.value = values.get(p, est.value)
-        est.start = begin[p]
+        if p in res.parameters:  # (a size searched over integers is fitted in a full-resolution last stage only)
+            est = res.parameters[p]
+            est.value = values.get(p, est.value)
+            est.start = begin[p]
     res.stages = record
     return res
 
