@@ -41,7 +41,10 @@ from .errors import ConfigError
 from .scan import apply_changes, check_field, field_value
 
 __all__ = [
+    "automatic_choices",
+    "crossed_choices",
     "default_step",
+    "discontinuous_pixels",
     "difference_plan",
     "gradient",
     "jacobian",
@@ -188,8 +191,129 @@ def resolve_config(config: SimConfig, params=()) -> SimConfig:
         changes["exact_math"] = True
     if "mosaic_spread" in fields_ and prep.crystal.mosaic_spread <= 0.0 and config.mosaic_domains <= 0:
         changes["mosaic_domains"] = 10
+    changes.update(_pinned_step_counts(prep, fields_))
     changes.update(values)
     return apply_changes(config, changes)
+
+
+# (range field, count field, step field, Sampling attributes of count, range and step, inclusive ends)
+_STEP_TRIPLES = (
+    ("osc", "phisteps", "phistep", "phisteps", "osc", "phistep", False),
+    ("dispersion", "dispsteps", "dispstep", "dispsteps", "dispersion", "dispstep", True),
+    ("hdivrange", "hdivsteps", "hdivstep", "hdivsteps", "hdivrange", "hdivstep", True),
+    ("vdivrange", "vdivsteps", "vdivstep", "vdivsteps", "vdivrange", "vdivstep", True),
+    ("detector_thick", "detector_thicksteps", "detector_thickstep", "thicksteps", "thick", "thickstep", True),
+)
+
+
+def _pinned_step_counts(prep, fields_: set) -> dict:
+    """Pin the step count of a differenced range (``osc``, ``dispersion``, ...).
+
+    C derives the count from the range and the step (``ceil(range / step)``),
+    so a small change of the range could add a step.  The count is pinned to
+    its value at the start; the step then follows the range (``range /
+    count``) where that is the step C used, otherwise the three are kept.
+    """
+    s = prep.sampling
+    changes: dict = {}
+    for rng_f, count_f, step_f, count_a, rng_a, step_a, inclusive in _STEP_TRIPLES:
+        if rng_f not in fields_:
+            continue
+        count, rng, step = int(getattr(s, count_a)), float(getattr(s, rng_a)), float(getattr(s, step_a))
+        changes[count_f] = count
+        intervals = count - 1 if inclusive else count
+        if intervals > 0 and step > 0.0 and abs(rng / intervals - step) <= 1e-12 * step:
+            changes[step_f] = -1.0
+    return changes
+
+
+def automatic_choices(config: SimConfig) -> dict:
+    """The discrete choices C makes for a configuration.
+
+    Parameters
+    ----------
+    config : SimConfig
+
+    Returns
+    -------
+    dict
+        ``oversample``, ``interpolate``, ``mosaic_domains`` and the step
+        counts (``phisteps``, ``dispsteps``, ``hdivsteps``, ``vdivsteps``,
+        ``thicksteps``) as the run uses them.
+    """
+    from .prepare import prepare
+
+    prep = prepare(config)
+    s = prep.sampling
+    return {"oversample": int(s.oversample), "interpolate": int(prep.crystal.interpolate),
+            "mosaic_domains": int(prep.crystal.mosaic_domains), "phisteps": int(s.phisteps),
+            "dispsteps": int(s.dispsteps), "hdivsteps": int(s.hdivsteps), "vdivsteps": int(s.vdivsteps),
+            "thicksteps": int(s.thicksteps)}
+
+
+def crossed_choices(config: SimConfig, values: dict) -> list[str]:
+    """Discrete choices that C would make differently at other parameter values.
+
+    :func:`resolve_config` pins the automatic choices where a fit starts;
+    this says which of them the unpinned configuration would change at
+    ``values`` (the refined ones): the auto-selected oversampling (it
+    depends on the distance, the wavelength and the crystal size), the
+    interpolation switch, the mosaic-domain count, the step counts.
+
+    Parameters
+    ----------
+    config : SimConfig
+        The starting configuration, before :func:`resolve_config`.
+    values : dict
+        Parameter -> value (config units).
+
+    Returns
+    -------
+    list of str
+        One line per choice that differs; empty when none does.
+    """
+    if config.a_matrix is not None and {check_field(n)[0] for n in values} & {"cell_angstrom", "cell_angles"}:
+        from .stages.crystal import split_orientation_matrix
+
+        config = split_orientation_matrix(config)
+    changes = dict(values)
+    if any(check_field(n)[0] == "misset" for n in values) and config.misset_random:
+        changes["misset_random"] = False
+    try:
+        before = automatic_choices(config)
+        after = automatic_choices(apply_changes(config, changes))
+    except ConfigError as exc:
+        return [f"cannot check the automatic choices at the refined values: {exc}"]
+    moved = ", ".join(f"{k}=" + "{:.6g}".format(v) for k, v in values.items())
+    return [f"{k} would be {after[k]}, not the {before[k]} pinned at the start, at the refined values ({moved}); "
+            "refit from there if that matters" for k in before if after[k] != before[k]]
+
+
+def discontinuous_pixels(plus: np.ndarray, centre: np.ndarray, minus: np.ndarray, scale: float = 1.0) -> int:
+    """How many pixels jump between ``p - h`` and ``p + h`` instead of changing smoothly.
+
+    A smooth pixel changes by about the same amount on either side of the
+    centre; a pixel whose value steps (a nearest-neighbour structure factor
+    switching reflection, a sub-pixel crossing a step boundary) changes on
+    one side only.  Counted: pixels whose two one-sided changes differ by
+    more than half their sum and by more than a tenth of the counting noise
+    of ``scale * centre`` photons.
+
+    Parameters
+    ----------
+    plus, centre, minus : ndarray
+        Images at ``p + h``, ``p`` and ``p - h`` (same shape).
+    scale : float
+        Photons per model unit (the fitted scale).
+
+    Returns
+    -------
+    int
+    """
+    up, down = plus - centre, centre - minus
+    gap = np.abs(up - down)
+    noise = np.sqrt(np.maximum(scale * np.abs(centre), 1.0)) / max(scale, 1e-300)
+    return int(np.count_nonzero((gap > 0.5 * (np.abs(up) + np.abs(down))) & (gap > 0.1 * noise)))
 
 
 def _render_flat(config: SimConfig, backend: str = "cpu", dtype: str = "float64",
