@@ -34,6 +34,21 @@ def _parse_steps(items) -> dict:
     return steps
 
 
+def fit_input_options(command):
+    """``--weights``, ``--mask`` and ``--loss``: the pixel options every fitting command takes."""
+    for option in reversed((
+        click.option("--weights", default="poisson", show_default=True, metavar="poisson|unit|FILE",
+                     help="Pixel weights: Poisson (from the model), all equal, or a float image of 1/variance."),
+        click.option("--mask", "mask_file", default=None, type=click.Path(exists=True, dir_okay=False),
+                     help="Pixels to fit: an SMV or float image, 0 = leave out (the run's -roi and -mask also "
+                          "apply)."),
+        click.option("--loss", type=click.Choice(("linear", "soft_l1", "huber", "cauchy", "arctan")),
+                     default="linear", show_default=True, help="Robust loss of scipy's least_squares."),
+    )):
+        command = option(command)
+    return command
+
+
 def file_stem(param: str) -> str:
     """A file-name-safe form of a parameter name: ``misset[0]`` -> ``misset_0``."""
     return re.sub(r"[^A-Za-z0-9_]+", "_", param).strip("_")
@@ -135,12 +150,7 @@ def gradients(params, step_items, out_dir, dask, backend, nanobragg_args):
 @click.option("--starts", type=click.IntRange(min=1), default=1, show_default=True,
               help="Orientations tried in the first coarse stage (offsets of 0.5 degrees on the misset parameters).")
 @click.option("--step", "step_items", multiple=True, metavar="NAME=VALUE", help="Finite-difference step.")
-@click.option("--weights", default="poisson", show_default=True, metavar="poisson|unit|FILE",
-              help="Pixel weights: Poisson (from the model), all equal, or a float image of 1/variance.")
-@click.option("--mask", "mask_file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Pixels to fit: an SMV or float image, 0 = leave out (the run's -roi and -mask also apply).")
-@click.option("--loss", type=click.Choice(("linear", "soft_l1", "huber", "cauchy", "arctan")), default="linear",
-              show_default=True, help="Robust loss of scipy's least_squares.")
+@fit_input_options
 @click.option("--max-evals", type=click.IntRange(min=1), default=50, show_default=True,
               help="Most model evaluations.")
 @click.option("--adc-offset", type=float, default=None,

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .gradients_cmd import _refine_inputs, _weights_file
+from .gradients_cmd import _refine_inputs, _weights_file, fit_input_options
 from .scan_cmd import fail
 
 
@@ -55,12 +55,7 @@ def _cell_of(cfg) -> tuple:
                    "reciprocal-ASU reflection.")
 @click.option("--restraint", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="Weight w of a restraint w (F - F_start)^2 added to the chi-square for each F.")
-@click.option("--weights", default="poisson", show_default=True, metavar="poisson|unit|FILE",
-              help="Pixel weights: Poisson (from the model), all equal, or a float image of 1/variance.")
-@click.option("--mask", "mask_file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Pixels to fit: an SMV or float image, 0 = leave out (the run's -roi and -mask also apply).")
-@click.option("--loss", type=click.Choice(("linear", "soft_l1", "huber", "cauchy", "arctan")), default="linear",
-              show_default=True, help="Robust loss of scipy's least_squares.")
+@fit_input_options
 @click.option("--max-evals", type=click.IntRange(min=1), default=100, show_default=True,
               help="Most model evaluations.")
 @click.option("--adc-offset", type=float, default=None,
