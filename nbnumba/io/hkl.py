@@ -41,7 +41,7 @@ from nbnumba.io._atomic import atomic_write
 from nbnumba.io._text import MAX_TEXT_BYTES, read_text
 from nbnumba.io.cfmt import C_WHITESPACE, c_g, c_strtod_prefix
 
-__all__ = ["HKLGrid", "fdump_bytes", "read_fdump", "read_hkl", "write_fdump"]
+__all__ = ["HKLGrid", "dense_grid", "fdump_bytes", "read_fdump", "read_hkl", "write_fdump"]
 
 _WS = r"[ \t\n\v\f\r]*"
 _FLT = (
@@ -334,20 +334,48 @@ def _read_plain_hkl(fname: str, text: str, default_F: float) -> HKLGrid | None:
         return None
     if not np.isfinite(table[:, 3]).all():
         return None  # an overflowing F (1e999): reported with its line by the C emulation
-    hkl = idx.astype(np.int64)
+    return dense_grid(fname, idx.astype(np.int64), table[:, 3], default_F)
+
+
+def dense_grid(fname: str, hkl: np.ndarray, F: np.ndarray, default_F: float = 0.0) -> HKLGrid | None:
+    """C's dense structure-factor table of a list of reflections (integer indices).
+
+    The table spans the index ranges plus the extra plane, row and column C
+    allocates; ``default_F`` (when non-zero) fills the ranges before the
+    listed values are stored.  The memory it needs is checked first.
+
+    Parameters
+    ----------
+    fname : str
+        Where the reflections come from, for error messages.
+    hkl : ndarray of int64, shape (n, 3)
+    F : ndarray, shape (n,)
+    default_F : float
+
+    Returns
+    -------
+    HKLGrid or None
+        None when a reflection is listed twice (C's last-one-wins order is
+        then the line-by-line reader's business).
+
+    Raises
+    ------
+    InputFileError
+        If the table cannot fit in memory.
+    """
     lo = hkl.min(axis=0)
     hi = hkl.max(axis=0)
     ranges = hi - lo + 1
     _check_table(fname, *(int(v) for v in (lo[0], hi[0], lo[1], hi[1], lo[2], hi[2])))
-    F = np.zeros(tuple(int(r) + 1 for r in ranges), dtype=np.float64)
-    flat = np.ravel_multi_index(tuple((hkl - lo).T), F.shape)
+    table = np.zeros(tuple(int(r) + 1 for r in ranges), dtype=np.float64)
+    flat = np.ravel_multi_index(tuple((hkl - lo).T), table.shape)
     if np.unique(flat).size != flat.size:
-        return None  # repeated reflections: the last one wins, done line by line
+        return None
     if default_F != 0.0:
-        F[: ranges[0], : ranges[1], : ranges[2]] = default_F
-    F.reshape(-1)[flat] = table[:, 3]
-    return HKLGrid(int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]), int(lo[2]), int(hi[2]), F,
-                   int(table.shape[0]), [])
+        table[: ranges[0], : ranges[1], : ranges[2]] = default_F
+    table.reshape(-1)[flat] = F
+    return HKLGrid(int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]), int(lo[2]), int(hi[2]), table,
+                   int(hkl.shape[0]), [])
 
 
 def fdump_bytes(grid: HKLGrid) -> bytes:

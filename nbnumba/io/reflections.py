@@ -28,7 +28,7 @@ import os
 import numpy as np
 
 from nbnumba.errors import InputFileError
-from nbnumba.io.hkl import HKLGrid
+from nbnumba.io.hkl import HKLGrid, dense_grid
 
 __all__ = [
     "ReflectionList",
@@ -246,17 +246,10 @@ def grid_from_reflections(refl: ReflectionList, default_F: float = 0.0) -> HKLGr
     """
     if len(refl) == 0:
         raise InputFileError(f"{refl.source}: no reflections")
-    hkl = refl.hkl
-    lo = hkl.min(axis=0)
-    hi = hkl.max(axis=0)
-    ranges = hi - lo + 1
-    F = np.zeros(tuple(int(r) + 1 for r in ranges), dtype=np.float64)
-    if default_F != 0.0:
-        F[: ranges[0], : ranges[1], : ranges[2]] = default_F
-    flat = np.ravel_multi_index(tuple((hkl - lo).T), F.shape)
-    F.reshape(-1)[flat] = refl.F
-    return HKLGrid(int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]), int(lo[2]), int(hi[2]), F,
-                   int(len(refl)), [])
+    grid = dense_grid(refl.source, refl.hkl, refl.F, default_F)
+    if grid is None:
+        raise InputFileError(f"{refl.source}: a reflection is listed twice (expand with expand_to_p1 first)")
+    return grid
 
 
 def _read_model(fname: str):
