@@ -35,7 +35,7 @@ def _parse_steps(items) -> dict:
 
 
 def fit_input_options(command):
-    """``--weights``, ``--mask`` and ``--loss``: the pixel options every fitting command takes."""
+    """``--weights``, ``--mask``, ``--loss`` and ``--adc-offset``: the pixel options every fitting command takes."""
     for option in reversed((
         click.option("--weights", default="poisson", show_default=True, metavar="poisson|unit|FILE",
                      help="Pixel weights: Poisson (from the model), all equal, or a float image of 1/variance."),
@@ -44,6 +44,8 @@ def fit_input_options(command):
                           "apply)."),
         click.option("--loss", type=click.Choice(("linear", "soft_l1", "huber", "cauchy", "arctan")),
                      default="linear", show_default=True, help="Robust loss of scipy's least_squares."),
+        click.option("--adc-offset", type=float, default=None,
+                     help="Offset subtracted from an SMV --observed image (default: the run's -adc, 40)."),
     )):
         command = option(command)
     return command
@@ -153,8 +155,6 @@ def gradients(params, step_items, out_dir, dask, backend, nanobragg_args):
 @fit_input_options
 @click.option("--max-evals", type=click.IntRange(min=1), default=50, show_default=True,
               help="Most model evaluations.")
-@click.option("--adc-offset", type=float, default=None,
-              help="Offset subtracted from an SMV --observed image (default: the run's -adc, 40).")
 @click.option("--no-scale", is_flag=True, help="Do not fit an overall scale factor (per frame).")
 @click.option("--backend", type=click.Choice(("cpu", "cuda", "auto")), default=None, help="Kernel backend.")
 @click.option("--dask", default=None, metavar="ADDRESS", help="Render the differences on a Dask cluster.")

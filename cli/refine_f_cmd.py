@@ -58,8 +58,6 @@ def _cell_of(cfg) -> tuple:
 @fit_input_options
 @click.option("--max-evals", type=click.IntRange(min=1), default=100, show_default=True,
               help="Most model evaluations.")
-@click.option("--adc-offset", type=float, default=None,
-              help="Offset subtracted from an SMV --observed image (default: the run's -adc, 40).")
 @click.option("--no-scale", is_flag=True, help="Do not fit an overall scale factor.")
 @click.option("--json", "json_file", default=None, type=click.Path(dir_okay=False),
               help="Also write the fit (start, value and sigma of each F and the scale, chi2/dof, status) as JSON.")
