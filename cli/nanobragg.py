@@ -84,7 +84,6 @@ def run_command_line(args) -> None:
         if not args:
             sys.exit(1)
         return
-    _lean_startup()
     from nbnumba.errors import NbnumbaError
 
     from ._safety import quiet_broken_pipe, report_unexpected
@@ -120,6 +119,7 @@ def main() -> None:  # pragma: no cover - entry point
 
     warnings.formatwarning = _one_line_warning  # this process is only the command
     handle_sigterm()
+    _lean_startup()  # here, not in run_command_line: in-process callers may still want SciPy
     try:
         run_command_line(sys.argv[1:])
         code = 0

@@ -20,11 +20,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# imported before any in-process nanoBragg run: the command answers scipy's BLAS probe
-# "absent" when scipy is not loaded yet, which would break scipy.optimize later in the process
-import scipy.ndimage  # noqa: F401, E402
-import scipy.optimize  # noqa: F401, E402
-
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 GOLDEN_DIR = SHARED / "golden"
 GOLDEN_SPEC_DIR = SHARED / "golden_spec"
