@@ -41,16 +41,62 @@ def w3_args(golden: Path) -> str:
 
 
 def timed_kernel(cfg, backend, dtype, repeats):
+    """First call (compilation included), then the medians of ``kernel_s`` and ``device_kernel_s``."""
     from nbnumba import simulate
 
     t = time.perf_counter()
     first = simulate(cfg, backend=backend, dtype=dtype)
     first_s = time.perf_counter() - t
-    kernel = []
+    kernel, device = [], []
     for _ in range(repeats):
         r = simulate(cfg, backend=backend, dtype=dtype)
         kernel.append(r.timings["kernel_s"])
-    return first, first_s, float(np.median(kernel))
+        device.append(r.timings.get("device_kernel_s", float("nan")))
+    return first, first_s, float(np.median(kernel)), float(np.median(device))
+
+
+def kernel_resources(backend_obj):
+    """Registers and local (spill) memory per thread of the render kernel of a CudaBackend."""
+    render, _ = backend_obj.kernels()
+    out = {}
+    try:
+        out["regs_per_thread"] = int(render.get_regs_per_thread())
+        out["local_bytes_per_thread"] = int(render.get_local_mem_per_thread())
+        out["shared_bytes_per_block"] = int(render.get_shared_mem_per_block())
+    except Exception as exc:  # pragma: no cover - simulator or other numba-cuda versions
+        out["resources_error"] = repr(exc)[:200]
+    return out
+
+
+def device_sweep(cfg, dtype, repeats, variants):
+    """Device time of the render kernel for each ``(threads_per_block, max_registers)`` variant."""
+    from nbnumba.kernels import driver
+    from nbnumba.kernels.cuda import CudaBackend
+    from nbnumba.prepare import prepare
+
+    prep = prepare(cfg)
+    rows = []
+    for threads, max_regs in variants:
+        backend = CudaBackend(dtype, threads_per_block=threads, max_registers=max_regs)
+        original = driver.make_backend
+        driver.make_backend = lambda *a, **k: backend
+        row = {"threads": threads, "max_registers": max_regs}
+        try:
+            driver.render_flat(prep, "cuda", dtype)  # compile
+            times = []
+            for _ in range(repeats):
+                backend.device_seconds = 0.0
+                driver.render_flat(prep, "cuda", dtype)
+                times.append(backend.device_seconds)
+            row["device_kernel_s"] = float(np.median(times))
+            row.update(kernel_resources(backend))
+        except Exception as exc:  # a block too large for the kernel's registers, say
+            row["error"] = str(exc).splitlines()[0][:200]
+        finally:
+            driver.make_backend = original
+        rows.append(row)
+        print("  sweep", dtype, json.dumps(row), flush=True)
+    return rows
 
 
 def end_to_end(argv, workdir, repeats):
@@ -69,6 +115,13 @@ def end_to_end(argv, workdir, repeats):
     finally:
         os.chdir(cwd)
     return float(np.median(times))
+
+
+def _without_hkl(cfg):
+    """``cfg`` with the structure-factor table dropped (every F = 100, -default_F)."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, hkl=None, default_F=100.0)
 
 
 def main():
@@ -133,7 +186,7 @@ def main():
     loads = {"W1": W1, "W2": W2, "W3": w3_args(golden)}
     if ns.quick:
         loads = {"W1": W1.replace("1024", "24"), "W2": W2.replace("512", "16"),
-                 "W3": w3_args(golden) + " -roi 1100 1107 1000 1005"}
+                 "W3": w3_args(golden) + " -roi 1100 1103 1000 1001"}
     reps = 1 if ns.quick else ns.repeats
     cwd = os.getcwd()
     for wname, wargs in loads.items():
@@ -153,8 +206,13 @@ def main():
             ("cuda_spec_f64", cfg_s, "cuda", "float64"),
             ("cuda_spec_f32", cfg_s, "cuda", "float32"),
         ):
-            r, first_s, med = timed_kernel(cfg, backend, dtype, reps)
+            r, first_s, med, dev = timed_kernel(cfg, backend, dtype, reps)
             entry[label] = {"kernel_s": med, "first_call_s": first_s}
+            if backend == "cuda":
+                from nbnumba.kernels.cuda import CudaBackend
+
+                entry[label]["device_kernel_s"] = dev
+                entry[label].update(kernel_resources(CudaBackend(dtype)))
             if label == "cpu_parity_f64":
                 ref_cpu = r.image.astype(np.float64)
             elif label == "cuda_parity_f64":
@@ -175,6 +233,23 @@ def main():
         print(wname, "end to end cuda %.3f s, cpu %.3f s" % (entry["cuda_end_to_end_s"], entry["cpu_end_to_end_s"]),
               flush=True)
         results["workloads"][wname] = entry
+        if wname == "W3":
+            sweep = [(64, None), (128, None), (256, None), (128, 64), (128, 96), (128, 128), (256, 96), (256, 128),
+                     (512, 64)]
+            if ns.quick:
+                sweep = [(64, None), (128, 64)]
+            entry["sweep_spec_f64"] = device_sweep(cfg_s, "float64", reps, sweep)
+            entry["sweep_spec_f32"] = device_sweep(cfg_s, "float32", reps, sweep[:6])
+            # where the time goes: one phi step; no structure-factor table (default_F only)
+            import dataclasses
+
+            for tag, cfg_v in (("one_phi_step", dataclasses.replace(cfg_s, phisteps=1)),
+                               ("no_hkl_table", _without_hkl(cfg_s))):
+                if cfg_v is None:
+                    continue
+                _, _, med_v, dev_v = timed_kernel(cfg_v, "cuda", "float64", reps)
+                entry[f"spec_f64_{tag}"] = {"kernel_s": med_v, "device_kernel_s": dev_v}
+                print(wname, tag, json.dumps(entry[f"spec_f64_{tag}"]), flush=True)
     (out / "gpu_results.json").write_text(json.dumps(results, indent=2))
     print("wrote", out / "gpu_results.json")
 

@@ -51,7 +51,7 @@ def _physics_function_names() -> list[str]:
 CPU_INLINE = frozenset({"sinpi_small", "cospi_small", "sincg_reduced", "sincg", "sinc3", "unit3", "cross3",
                         "nearest_structure_factor", "subpixel_position", "render_pixel",
                         "render_raster_pixel", "raster_position", "lattice_factor", "interpolation_out_of_range",
-                        "rotate_about_axis", "polarization_factor", "to_float", "floor_int", "ceil_int",
+                        "rotate_about_axis", "polarization_factor", "to_float", "narrow", "floor_int", "ceil_int",
                         "solid_angle", "layer_capture_fraction", "scattering_vector", "beyond_resolution",
                         "source_polarization", "miller_indices", "distance_and_direction",
                         "reflection_slot", "scale_terms"})

@@ -44,7 +44,9 @@ class SimResult:
     backend : str
         Backend that rendered it.
     timings : dict
-        Seconds spent preparing (``prepare_s``) and rendering (``kernel_s``).
+        Seconds spent preparing (``prepare_s``) and rendering (``kernel_s``:
+        transfers and host work included); on CUDA also ``device_kernel_s``,
+        the kernels' own time on the device.
     warnings : list of str
         What the run should tell its user, once (C's interpolation warning).
     """
@@ -104,8 +106,8 @@ def simulate(config: SimConfig, backend: str = "cpu", dtype: str = "float64",
     prepared : Prepared, optional
         Reuse an already prepared geometry (must come from ``config``).
     tile_pixels : int, optional
-        CUDA: pixels per launch (bounds GPU memory); default whole rows up
-        to about 4 million pixels.
+        CUDA: pixels per launch (bounds GPU memory); default about 16
+        million pixels.
     progress : callable, optional
         Called with the fraction done after each CUDA tile.
 
@@ -120,14 +122,15 @@ def simulate(config: SimConfig, backend: str = "cpu", dtype: str = "float64",
     t0 = time.perf_counter()
     prep = prepared if prepared is not None else prepare(config)
     t1 = time.perf_counter()
+    timings = {}
     image, omega_total = render_flat(prep, backend, dtype, nthreads=nthreads,
-                                     tile_pixels=tile_pixels, progress=progress)
+                                     tile_pixels=tile_pixels, progress=progress, timings=timings)
     t2 = time.perf_counter()
     image = image.reshape(prep.spixels, prep.fpixels)
     stats = statistics(prep, image, omega_total)
     return SimResult(image=image, stats=stats,
                      prepared=prep, backend=backend,
-                     timings={"prepare_s": t1 - t0, "kernel_s": t2 - t1},
+                     timings={"prepare_s": t1 - t0, "kernel_s": t2 - t1, **timings},
                      warnings=interpolation_warnings(prep))
 
 
@@ -155,7 +158,7 @@ def interpolation_warnings(prep: Prepared) -> list[str]:
 
 def render_flat(prep: Prepared, backend: str = "cpu", dtype: str = "float64",
                 out_dtype=np.float32, nthreads: int | None = None, tile_pixels: int | None = None,
-                progress=None) -> tuple[np.ndarray, float]:
+                progress=None, timings: dict | None = None) -> tuple[np.ndarray, float]:
     """Run the kernel on a prepared run (see :func:`nbnumba.kernels.driver.render_flat`).
 
     Returns the flat image (raster order) and the summed solid angle.  The
@@ -166,7 +169,7 @@ def render_flat(prep: Prepared, backend: str = "cpu", dtype: str = "float64",
     from .kernels import driver
 
     return driver.render_flat(prep, backend, dtype, out_dtype=out_dtype, nthreads=nthreads,
-                              tile_pixels=tile_pixels, progress=progress)
+                              tile_pixels=tile_pixels, progress=progress, timings=timings)
 
 
 def cpu_pass(kind: str, prep: Prepared, dtype: str, out: np.ndarray, first_index: int = -1,

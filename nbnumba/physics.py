@@ -127,6 +127,22 @@ def to_float_single(x):
     return float32(x)  # noqa: F821 - numba.float32, bound by nbnumba.compile
 
 
+def narrow(x):
+    """A value in the precision of the lattice-factor arithmetic.
+
+    Double precision: ``x`` itself.  The single-precision build rounds it to
+    float32 (:func:`narrow_single`): the geometry and the Miller indices stay
+    in float64 there, and only what follows the reduction to the nearest
+    lattice point (the lattice-factor series) runs in float32.
+    """
+    return x
+
+
+def narrow_single(x):
+    """:func:`narrow` of the single-precision build."""
+    return float32(x)  # noqa: F821 - numba.float32, bound by nbnumba.compile
+
+
 def floor_int(x):
     """``floor(x)`` as an integer."""
     return int(math.floor(x))
@@ -264,6 +280,7 @@ SINGLE_PRECISION_VARIANTS = {
     "sinpi_small": "sinpi_small_single",
     "cospi_small": "cospi_small_single",
     "to_float": "to_float_single",
+    "narrow": "narrow_single",
     "floor_int": "floor_int_single",
     "ceil_int": "ceil_int_single",
 }
@@ -284,7 +301,7 @@ def sincg_reduced(h, h0, n):
     is more accurate than it for large ``h``, where ``pi h`` loses digits).
     Returning a pair lets the caller divide once for all three axes.
     """
-    d = h - to_float(h0)
+    d = narrow(h - float(h0))
     m = int(n)
     if m <= CHEBYSHEV_MAX_N:
         two_c = 2.0 * cospi_small(d)
@@ -298,8 +315,8 @@ def sincg_reduced(h, h0, n):
             u = u_next
         return u, 1.0
     if d == 0.0:
-        return n, 1.0
-    nd = n * d
+        return narrow(n), 1.0
+    nd = narrow(n) * d
     f = nd - to_float(floor_int(nd + 0.5))
     return sinpi_small(f), sinpi_small(d)
 

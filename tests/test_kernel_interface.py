@@ -36,8 +36,19 @@ def test_pack_follows_the_declaration():
     assert packed[0] == arrays.fp.ctypes.data and packed[1] == arrays.fp.size
     assert packed[-3:] == (3, 17, 0.5)
     interface.check_arrays(arrays, "float32")
-    with pytest.raises(ValueError, match="fp"):
-        interface.check_arrays(arrays._replace(fp=arrays.fp.astype(np.float64)), "float32")
+    with pytest.raises(ValueError, match="fhkl"):
+        interface.check_arrays(arrays._replace(fhkl=arrays.fhkl.astype(np.float64)), "float32")
+    with pytest.raises(ValueError, match="cells"):
+        interface.check_arrays(arrays._replace(cells=arrays.cells.astype(np.float32)), "float32")
+
+
+def test_geometry_is_double_in_every_precision():
+    """The single-precision kernels read the geometry in float64 (Miller indices need it) and F in float32."""
+    prep = prepare(triclinic_config())
+    arrays = interface.kernel_arrays(prep, "float32")
+    for name in ("fp", "sources", "cells", "cells_first"):
+        assert getattr(arrays, name).dtype == np.float64, name
+    assert arrays.fhkl.dtype == np.float32
 
 
 def test_double_precision_arrays_are_not_copied():

@@ -38,7 +38,7 @@ def test_sin_cos_series(precision):
 def test_single_build_is_single_precision():
     """The builds differ where SINGLE_PRECISION_VARIANTS says, and in the type of their literals."""
     assert set(physics.SINGLE_PRECISION_VARIANTS) == {"sinpi_small", "cospi_small", "to_float", "floor_int",
-                                                      "ceil_int"}
+                                                      "ceil_int", "narrow"}
     single, double = cpu_functions("single"), cpu_functions("double")
     t = 0.4321
     assert double.cospi_small(t) == physics.cospi_small(t)
@@ -52,6 +52,12 @@ def test_single_build_is_single_precision():
     assert single.to_float.nopython_signatures[-1].return_type == types.float32
     double.to_float(3)
     assert double.to_float.nopython_signatures[-1].return_type == types.float64
+    # float64 Miller indices in, float32 lattice factor out
+    single.narrow(1.25)
+    assert single.narrow.nopython_signatures[-1].return_type == types.float32
+    num, den = single.sincg_reduced(10.3, 10, 47.0)
+    assert single.sincg_reduced.nopython_signatures[-1].return_type == types.UniTuple(types.float32, 2)
+    assert double.narrow(1.25) == 1.25
 
 
 @pytest.mark.parametrize("precision", ["double", "single"])

@@ -15,10 +15,11 @@ CPU_CUDA_RTOL = 1e-12
 # absolute floor for pixels that are zero (or tiny) in both images, photons
 CPU_CUDA_ATOL = 1e-30
 
-# spec-mode float32 kernel vs float64 kernel; relative to the image maximum
-# (single precision on Miller indices of ~10 carries ~1e-6 relative error,
-# which a sharp sincg lattice factor amplifies)
-FLOAT32_VS_FLOAT64_RTOL = 2e-3
+# spec-mode float32 kernel vs float64 kernel; relative to the image maximum.
+# The geometry and Miller indices are float64 in both builds; only the
+# lattice-factor series and structure factors are float32 (the performance
+# issue's accuracy target for float32 is 1e-5 of the image maximum)
+FLOAT32_VS_FLOAT64_RTOL = 1e-5
 
 # detector geometry vectors (pix0, beam centres) in metres
 GEOMETRY_ATOL_M = 1e-9

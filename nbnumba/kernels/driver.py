@@ -178,14 +178,17 @@ def out_of_grid_pixel(prep) -> int:
 
 
 def render_flat(prep, backend: str = "cpu", dtype: str = "float64", out_dtype=np.float32,
-                nthreads: int | None = None, tile_pixels: int | None = None, progress=None) -> tuple[np.ndarray, float]:
+                nthreads: int | None = None, tile_pixels: int | None = None, progress=None,
+                timings: dict | None = None) -> tuple[np.ndarray, float]:
     """Render a prepared run; return the flat image (raster order) and the summed solid angle.
 
     The CPU backend can write the pixel values before C's float32 rounding
     (``out_dtype=np.float64``, used by the finite-difference gradients); the
     CUDA backend always returns float32.  ``tile_pixels`` bounds the pixels
     of one launch (CUDA: device memory); ``progress`` is called with the
-    fraction done after each tile.
+    fraction done after each tile.  ``timings``, if given, receives
+    ``device_kernel_s`` on the CUDA backend: the kernels' own time on the
+    device (CUDA events), without transfers or host work.
     """
     n = prep.fpixels * prep.spixels
     first_index = first_swept_pixel(prep)
@@ -207,6 +210,8 @@ def render_flat(prep, backend: str = "cpu", dtype: str = "float64", out_dtype=np
                 progress((a - lo + fraction * (b - a)) / (hi - lo))
         omega_total += runner.launch("render", arrays, first_index, interp_stop, prep.scale, a, image[a:b],
                                      progress=report)
+    if timings is not None and hasattr(runner, "device_seconds"):
+        timings["device_kernel_s"] = runner.device_seconds
     return image, omega_total
 
 
