@@ -23,7 +23,8 @@ unset NUMBA_ENABLE_CUDASIM
 nvidia-smi > "$OUTDIR/nvidia-smi.txt" 2>&1
 python3 -c "import numba, numba_cuda, numpy; print('numba', numba.__version__, 'numba-cuda', numba_cuda.__version__, 'numpy', numpy.__version__)" | tee -a "$OUTDIR/nvidia-smi.txt"
 echo "== gpu_run"
-timeout ${GPU_RUN_TIMEOUT:-300} python3 bench/gpu_run.py --out "$OUTDIR" --repeats 5 2>&1 | tee "$OUTDIR/gpu.log"
+timeout ${GPU_RUN_TIMEOUT:-420} python3 bench/gpu_run.py --out "$OUTDIR" --repeats 5 ${GPU_RUN_ARGS:-} 2>&1 | tee "$OUTDIR/gpu.log"
+[ -n "${ONLY_GPU_RUN:-}" ] && exit 0
 echo "== pytest (CUDA on the GPU)"
 timeout ${PYTEST_TIMEOUT:-200} python3 -m pytest -q -p no:cacheprovider -x tests/test_backends.py tests/test_kernel_interface.py 2>&1 | tail -25 | tee "$OUTDIR/pytest.log"
 timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_cli_files.py tests/test_fuzz.py -k "cuda" 2>&1 | tail -8 | tee -a "$OUTDIR/pytest.log"
