@@ -238,12 +238,12 @@ def main():
               flush=True)
         results["workloads"][wname] = entry
         if wname in ("W2", "W3"):
-            sweep = [(128, None), (128, 48), (128, 64), (128, 80), (128, 96), (256, 64), (512, 64)]
+            sweep = [(128, 0), (128, 48), (128, 64), (128, 80), (128, 96), (256, 64), (512, 64)]
             if ns.quick:
                 sweep = [(64, None), (128, 64)]
             entry["sweep_spec_f64"] = device_sweep(cfg_s, "float64", reps, sweep)
             entry["sweep_spec_f32"] = device_sweep(cfg_s, "float32", reps, sweep)
-            entry["sweep_parity_f64"] = device_sweep(cfg_p, "float64", reps, [(128, None), (128, 64), (128, 96)])
+            entry["sweep_parity_f64"] = device_sweep(cfg_p, "float64", reps, [(128, 0), (128, 64), (128, 96)])
             # where the time goes: one phi step; no structure-factor table (default_F only)
             import dataclasses
 

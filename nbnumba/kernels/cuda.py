@@ -23,6 +23,13 @@ import numpy as np
 from ..compile import cuda_functions, precision_of, rebind
 
 THREADS_PER_BLOCK = 128
+# Registers per thread of the kernels.  Uncapped, the compiler takes 255 and
+# an H200 runs 8 warps per multiprocessor (12.5% occupancy, Nsight Compute);
+# capped at 64 some values spill to (cached) local memory but four times as
+# many warps run: 19-33% less kernel time on W2 and W3 in every mode and
+# precision (bench/results/gpu-H200-2026-11-30.json, sweep_*).  Register
+# allocation does not change the arithmetic.
+MAX_REGISTERS = 64
 DEFAULT_TILE_PIXELS = 1 << 24  # about 16 million pixels (64 MB of float32 image): a Pilatus 6M in one launch
 
 
@@ -108,7 +115,7 @@ def out_of_range_tile(fp, ip, sources, cells, cells_first, fhkl, mask, first_ind
 
 
 @functools.cache
-def _kernels(precision: str = "double", threads: int = THREADS_PER_BLOCK, max_registers: int | None = None):
+def _kernels(precision: str = "double", threads: int = THREADS_PER_BLOCK, max_registers: int | None = MAX_REGISTERS):
     """``render_tile`` and ``out_of_range_tile`` bound to the physics build of ``precision``.
 
     ``threads`` (a power of two) is the block size the render kernel's
@@ -141,8 +148,9 @@ class CudaBackend:
         Precision of the physics build.
     threads_per_block : int, optional
         Block size (a power of two; default :data:`THREADS_PER_BLOCK`).
-    max_registers : int, optional
-        Cap on registers per thread (default: the compiler's choice).
+    max_registers : int or None, optional
+        Cap on registers per thread (default :data:`MAX_REGISTERS`; 0 for
+        the compiler's choice).
 
     Attributes
     ----------
@@ -157,7 +165,7 @@ class CudaBackend:
                  max_registers: int | None = None):
         self.dtype = dtype
         self.threads_per_block = int(threads_per_block or THREADS_PER_BLOCK)
-        self.max_registers = max_registers
+        self.max_registers = MAX_REGISTERS if max_registers is None else (int(max_registers) or None)
         self.device_seconds = 0.0
         self._buffers: dict = {}
 
