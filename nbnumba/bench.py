@@ -865,7 +865,8 @@ def measure_gradients(cfg, s: Settings, params=GRADIENT_PARAMS, log=print) -> di
     first_s, image = timed(lambda: render_image(cfg, nthreads=threads))
     forward = _median([timed(lambda: render_image(cfg, nthreads=threads))[0] for _ in range(repeats)])
     out = {"threads": threads, "repeats": repeats, "forward_first_s": first_s, "forward_s": forward,
-           "pixels": int(image.size), "method": "central differences, gradients.gradient (default steps)",
+           "pixels": int(image.size), "image_max": float(image.max()),
+           "method": "central differences, gradients.gradient (default steps)",
            "parameters": []}
     log(f"gradients ({threads} threads, medians of {repeats}): forward render {_fmt(forward)}")
     for p in params:
