@@ -18,6 +18,13 @@ It also measures the first-run compile time (our command with an empty
 ``NUMBA_CACHE_DIR``), peak resident memory (``/usr/bin/time -v`` or
 ``getrusage``), spec mode against parity mode and float32 against float64.
 
+The ``scan`` workload (:func:`measure_scan`) renders a 90-frame rotation
+scan with :func:`nbnumba.scan.run_scan`, locally and on local Dask clusters,
+in frames per second, counts in every rendering process what is loaded,
+compiled or read per frame (:func:`install_scan_probe`), and times one
+finite-difference gradient per parameter against one forward render
+(:func:`measure_gradients`).
+
 Results go to a JSON file and, when matplotlib is installed, a PNG plot.
 """
 
@@ -679,9 +686,10 @@ def _run_scan_once(scan, executor, label: str, *, workers, nthreads, out_dir, fo
         "frame_s": {"first_s": frame_s[0] if frame_s else None, "rest_median_s": _median(frame_s[1:]),
                     "kernel_median_s": _median([r.timings.get("kernel_s", 0.0) for r in records]),
                     "prepare_median_s": _median([r.timings.get("prepare_s", 0.0) for r in records])},
+        "frame_times_s": frame_s,
         "processes": procs,
         "totals": {k: sum(p[k] for p in procs) for k in PROBE_KEYS},
-        "load_avg_1m_before": load,
+        "load_avg_1m_before": load, "load_avg_1m_after": _load1(),
     }
     log(_scan_line(row))
     return row, records
