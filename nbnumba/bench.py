@@ -18,6 +18,13 @@ It also measures the first-run compile time (our command with an empty
 ``NUMBA_CACHE_DIR``), peak resident memory (``/usr/bin/time -v`` or
 ``getrusage``), spec mode against parity mode and float32 against float64.
 
+The ``scan`` workload (:func:`measure_scan`) renders a 90-frame rotation
+scan with :func:`nbnumba.scan.run_scan`, locally and on local Dask clusters,
+in frames per second, counts in every rendering process what is loaded,
+compiled or read per frame (:func:`install_scan_probe`), and times one
+finite-difference gradient per parameter against one forward render
+(:func:`measure_gradients`).
+
 Results go to a JSON file and, when matplotlib is installed, a PNG plot.
 """
 
@@ -27,6 +34,7 @@ import contextlib
 import datetime as _dt
 import io
 import json
+import math
 import os
 import platform
 import shutil
@@ -50,7 +58,8 @@ W3_INPUTS = ("A.mat", "scaled.hkl")
 # quick mode renders this 64 x 64 region of W3's Pilatus detector only
 W3_QUICK_ROI = ["-roi", "1100", "1163", "1000", "1063"]
 
-WORKLOADS = ("W1", "W2", "W3", "scaling", "specA")
+# "scan": a 90-frame rotation scan (local and Dask) and the cost of gradients (measure_scan)
+WORKLOADS = ("W1", "W2", "W3", "scaling", "specA", "scan")
 
 # Spec A's AT-PERF setups (written for the PyTorch port) as benchmark cases, not timed tests
 # (docs/spec_a.md).  AT-PERF-001/003/005 are W1 and the detector series (256 ... 2048), with the
@@ -329,6 +338,7 @@ class Settings:
     w3_repeats: int | None = None
     golden_dir: str | None = None
     compile: bool = True
+    scan_workers: tuple = (1, 2)  # Dask worker counts of the scan workload
 
 
 def _ours_env(threads: int) -> dict:
@@ -453,6 +463,468 @@ def measure_compile(s: Settings, log=print) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- scans and gradients
+
+# The scan workload: a W2-like crystal (triclinic cell, misset, 5 mosaic domains) with a structure-factor
+# file, 90 one-degree frames of 2 phi steps each, on W2's 51.2 mm detector (512 x 512 pixels of 0.1 mm).
+SCAN_ARGS = ("-cell 70 80 90 75 85 95 -lambda 1.0 -N 5 -detpixels 512 -pixel 0.1 -distance 100 "
+             "-misset 10 20 30 -mosaic 0.5 -mosaic_dom 5 -phisteps 2 -oversample 1").split()
+SCAN_FRAMES = (90, 6)  # (full, quick)
+SCAN_DETECTOR = (512, 64)  # pixels on a side (full, quick); the detector stays 51.2 mm wide
+SCAN_DETECTOR_MM = 51.2
+SCAN_STEP_DEG = 1.0
+SCAN_HKL_MAX = 15  # the synthetic P1 table holds -15..15 on each index
+SCAN_WORKERS = (1, 2)  # Dask worker counts (local cluster, processes, one thread each)
+SCAN_FORMATS = ("float", "smv")  # what `nbnumba scan` writes per frame by default
+GRADIENT_PARAMS = ("distance", "cell_angstrom[0]", "misset[0]")
+
+
+def write_scan_hkl(path, hmax: int = SCAN_HKL_MAX, seed: int = 0) -> int:
+    """Write a P1 text structure-factor file ``h k l F`` for ``-hmax..hmax`` on each index.
+
+    Parameters
+    ----------
+    path : str or path
+        File to write.
+    hmax : int
+        Largest index magnitude.
+    seed : int
+        Seed of the (uniform, 10 to 200) amplitudes.
+
+    Returns
+    -------
+    int
+        Number of reflections written.
+    """
+    import numpy as np
+
+    idx = np.arange(-hmax, hmax + 1)
+    h, k, l = (a.ravel() for a in np.meshgrid(idx, idx, idx, indexing="ij"))  # noqa: E741
+    F = np.random.default_rng(seed).uniform(10.0, 200.0, h.size)
+    lines = [f"{a} {b} {c} {x:.2f}" for a, b, c, x in zip(h.tolist(), k.tolist(), l.tolist(), F.tolist())]
+    Path(path).write_text("\n".join(lines) + "\n")
+    return int(h.size)
+
+
+def scan_args(quick: bool, hkl_path) -> list[str]:
+    """The scan workload's flags (detector size by ``quick``), reading ``hkl_path``."""
+    side = SCAN_DETECTOR[1 if quick else 0]
+    args = set_flag(SCAN_ARGS, "-detpixels", side)
+    args = set_flag(args, "-pixel", f"{SCAN_DETECTOR_MM / side:g}")
+    return ["-hkl", os.fspath(hkl_path)] + args + COMMON
+
+
+# What the probe counts, per process.  It answers "is anything compiled, loaded or read once per frame?":
+# simulate and prepare run once per frame by design (each frame has its own spindle angle); kernel library
+# loads, native builds and Numba compilations must not grow with the frames, and the input files must not
+# be opened at all once the configuration is built.
+_PROBE: dict = {"active": False, "installed": False, "inputs": frozenset(), "counts": {}, "saved": [],
+                "listener": None, "hook": False}
+PROBE_KEYS = ("simulate_calls", "prepare_calls", "kernel_library_loads", "native_builds", "numba_compiles",
+              "input_opens")
+
+
+def _probe_count(key: str, n: int = 1) -> None:
+    if _PROBE["active"]:
+        _PROBE["counts"][key] = _PROBE["counts"].get(key, 0) + n
+
+
+def _probe_audit(event, args) -> None:
+    # an audit hook must never raise: it would fail the open() it watches
+    try:
+        if event == "open" and _PROBE["active"] and args and isinstance(args[0], (str, bytes, os.PathLike)):
+            path = os.path.abspath(os.fsdecode(args[0]))
+            if path in _PROBE["inputs"]:
+                _probe_count("input_opens")
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _counting(key: str, fn, timed: bool = False):
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not timed:
+            _probe_count(key)
+            return fn(*args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _probe_count(key)
+            if _PROBE["active"]:
+                _PROBE["counts"].setdefault("simulate_s", []).append(time.perf_counter() - t0)
+
+    wrapper._nbnumba_probe = fn
+    return wrapper
+
+
+def install_scan_probe(inputs=()) -> None:
+    """Count, in this process, what a scan does per frame (see :func:`scan_probe_counts`).
+
+    Wraps :func:`nbnumba.engine.simulate` (timed) and the ``prepare`` it
+    calls, the native kernel library loader and builder, listens to Numba's
+    ``numba:compile`` events and adds an audit hook counting opens of
+    ``inputs``.  Calling it again resets the counts.  Run it on Dask workers
+    with ``client.run``.
+
+    Parameters
+    ----------
+    inputs : iterable of str
+        Input files whose opens are counted.
+    """
+    from . import engine
+
+    _PROBE["inputs"] = frozenset(os.path.abspath(os.fspath(p)) for p in inputs)
+    _PROBE["counts"] = {k: 0 for k in PROBE_KEYS}
+    _PROBE["active"] = True
+    if _PROBE["installed"]:
+        return
+    targets = [(engine, "simulate", "simulate_calls", True), (engine, "prepare", "prepare_calls", False)]
+    try:
+        from .kernels import native, native_build
+
+        targets += [(native, "_load_or_build", "kernel_library_loads", False),
+                    (native_build, "build", "native_builds", False)]
+    except ImportError:  # pragma: no cover - no native kernels in this build
+        pass
+    for module, name, key, timed in targets:
+        fn = getattr(module, name, None)
+        if fn is not None:
+            _PROBE["saved"].append((module, name, fn))
+            setattr(module, name, _counting(key, fn, timed))
+    try:
+        from numba.core import event
+
+        class _Compiles(event.Listener):
+            def on_start(self, ev):
+                _probe_count("numba_compiles")
+
+            def on_end(self, ev):
+                pass
+
+        _PROBE["listener"] = _Compiles()
+        event.register("numba:compile", _PROBE["listener"])
+    except ImportError:  # pragma: no cover - numba is a dependency
+        pass
+    if not _PROBE["hook"]:
+        sys.addaudithook(_probe_audit)  # cannot be removed: it does nothing while the probe is off
+        _PROBE["hook"] = True
+    _PROBE["installed"] = True
+
+
+def scan_probe_counts() -> dict:
+    """The counts since :func:`install_scan_probe`, with the pid and each ``simulate`` call's seconds."""
+    out = {k: int(_PROBE["counts"].get(k, 0)) for k in PROBE_KEYS}
+    out["simulate_s"] = list(_PROBE["counts"].get("simulate_s", []))
+    out["pid"] = os.getpid()
+    return out
+
+
+def remove_scan_probe() -> None:
+    """Undo :func:`install_scan_probe` in this process (the audit hook stays, inactive)."""
+    _PROBE["active"] = False
+    for module, name, fn in reversed(_PROBE["saved"]):
+        setattr(module, name, fn)
+    _PROBE["saved"] = []
+    if _PROBE["listener"] is not None:
+        from numba.core import event
+
+        event.unregister("numba:compile", _PROBE["listener"])
+        _PROBE["listener"] = None
+    _PROBE["installed"] = False
+
+
+@contextlib.contextmanager
+def scan_probe(inputs=()):
+    """:func:`install_scan_probe` for the ``with`` block, then :func:`remove_scan_probe`."""
+    install_scan_probe(inputs)
+    try:
+        yield
+    finally:
+        remove_scan_probe()
+
+
+def _process_summary(counts: dict) -> dict:
+    """One process's counts, with its first simulate call against the median of the others."""
+    times = counts.get("simulate_s", [])
+    rest = _median(times[1:])
+    out = {k: counts[k] for k in PROBE_KEYS}
+    out.update(pid=counts.get("pid"), first_frame_s=times[0] if times else None, rest_median_s=rest,
+               first_over_rest=_ratio(times[0], rest) if times else None, max_s=max(times) if times else None)
+    return out
+
+
+def _run_scan_once(scan, executor, label: str, *, workers, nthreads, out_dir, formats, inputs, client=None,
+                   log=print) -> tuple[dict, list]:
+    """Render ``scan`` once on ``executor``; the row of the scan table and the records."""
+    from .scan import run_scan
+
+    load = _load1()
+    if client is not None:
+        client.run(install_scan_probe, list(inputs))
+    else:
+        install_scan_probe(inputs)
+    t0 = time.perf_counter()
+    try:
+        records = run_scan(scan, executor=executor, out_dir=out_dir, formats=formats, nthreads=nthreads,
+                           inputs=inputs)
+    finally:
+        wall = time.perf_counter() - t0
+        if client is not None:
+            per_process = list(client.run(scan_probe_counts).values())
+        else:
+            per_process = [scan_probe_counts()]
+            remove_scan_probe()
+    procs = [_process_summary(c) for c in per_process]
+    frame_s = [r.timings.get("prepare_s", 0.0) + r.timings.get("kernel_s", 0.0) for r in records]
+    row = {
+        "run": label, "executor": executor.name, "workers": workers, "threads_per_render": nthreads,
+        "writes_files": out_dir is not None, "formats": list(formats) if out_dir is not None else [],
+        "frames": len(records), "wall_s": wall, "fps": len(records) / wall if wall > 0 else None,
+        "frame_s": {"first_s": frame_s[0] if frame_s else None, "rest_median_s": _median(frame_s[1:]),
+                    "kernel_median_s": _median([r.timings.get("kernel_s", 0.0) for r in records]),
+                    "prepare_median_s": _median([r.timings.get("prepare_s", 0.0) for r in records])},
+        "frame_times_s": frame_s,
+        "processes": procs,
+        "totals": {k: sum(p[k] for p in procs) for k in PROBE_KEYS},
+        "load_avg_1m_before": load, "load_avg_1m_after": _load1(),
+    }
+    log(_scan_line(row))
+    return row, records
+
+
+def _file_digests(records) -> list:
+    return [{fmt: f["sha256"] for fmt, f in sorted(r.files.items())} for r in records]
+
+
+def measure_scan(s: Settings, log=print) -> dict:
+    """The rotation-scan workload: frames per second, local and on local Dask clusters, and per-frame costs.
+
+    The scan (``SCAN_FRAMES`` one-degree frames of :data:`SCAN_ARGS`, with a
+    synthetic ``-hkl`` file) runs with :func:`nbnumba.scan.run_scan` writing
+    the files ``nbnumba scan`` writes by default (float and SMV, and the
+    manifest) into a temporary folder:
+
+    * locally with ``s.threads`` threads per render, with and without files,
+      and with one thread when ``s.threads`` > 1;
+    * on a ``dask.distributed`` ``LocalCluster`` of ``n`` worker processes
+      with one thread each, for each ``n`` of ``s.scan_workers`` (one render
+      thread each); the cluster's start-up is timed apart.
+
+    Each run counts, in every process that renders (:func:`install_scan_probe`),
+    the renders, prepares, kernel library loads, native builds, Numba
+    compilations and opens of the input file, and compares each process's
+    first render with the median of its others.  The files written on Dask
+    must be byte-identical to the local ones (sha256 of every file).
+
+    Parameters
+    ----------
+    s : Settings
+    log : callable
+
+    Returns
+    -------
+    dict
+        The ``scan`` section of the results.
+    """
+    import pickle
+
+    from .cargs import config_from_args
+    from .scan import phi_scan
+
+    q = 1 if s.quick else 0
+    n_frames = SCAN_FRAMES[q]
+    with workdir() as wd:
+        hkl = wd / "scan.hkl"
+        reflections = write_scan_hkl(hkl)
+        argv = scan_args(s.quick, hkl)
+        with scan_probe([hkl]), contextlib.chdir(wd):
+            t0 = time.perf_counter()
+            cfg, _run = config_from_args(argv)
+            config_s = time.perf_counter() - t0
+            opens_reading = scan_probe_counts()["input_opens"]
+        scan = phi_scan(cfg, start_deg=0.0, step_deg=SCAN_STEP_DEG, n_frames=n_frames)
+        inputs = [str(hkl)]
+        out = {
+            "args": argv, "frames": n_frames, "step_deg": SCAN_STEP_DEG,
+            "detector_pixels": [int(cfg.spixels), int(cfg.fpixels)],
+            "hkl_reflections": reflections, "config_s": config_s,
+            "input_opens_while_reading_config": opens_reading,
+            "task_config_bytes": len(pickle.dumps(scan.config(0))),
+            "hkl_table_bytes": len(pickle.dumps(cfg.hkl)),
+            "formats": list(SCAN_FORMATS), "threads": s.threads, "runs": [],
+        }
+        log(f"scan: {n_frames} frames of {SCAN_STEP_DEG:g} deg, {' '.join(argv[2:])}; files: "
+            f"{', '.join(SCAN_FORMATS)} + manifest")
+        log(_scan_header())
+        # a warm-up frame in this process, so that the local runs do not pay for loading the kernel
+        from .engine import simulate
+
+        t0 = time.perf_counter()
+        simulate(scan.config(0), nthreads=s.threads)
+        out["warmup_s"] = time.perf_counter() - t0
+
+        from .executors import LocalExecutor
+
+        local_digests = None
+        plan = [("local", s.threads, True)] + [("local, no files", s.threads, False)]
+        if s.threads > 1:
+            plan.append(("local, 1 thread", 1, True))
+        for label, threads, files in plan:
+            folder = wd / f"frames-{len(out['runs'])}" if files else None
+            row, records = _run_scan_once(scan, LocalExecutor(), label, workers=None, nthreads=threads,
+                                          out_dir=folder, formats=SCAN_FORMATS, inputs=inputs, log=log)
+            if files and local_digests is None:
+                local_digests = _file_digests(records)
+            out["runs"].append(row)
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+        workers = tuple(s.scan_workers)
+        if workers:
+            try:
+                import distributed  # noqa: F401
+            except ImportError:
+                out["dask"] = "not measured: dask.distributed is not installed (pip install 'nbnumba[dask]')"
+                workers = ()
+                log("  " + out["dask"])
+        from .executors import DaskExecutor
+
+        for n in workers:
+            t0 = time.perf_counter()
+            with DaskExecutor(n_workers=n, threads_per_worker=1, processes=True) as ex:
+                ex.client.wait_for_workers(n)
+                start_s = time.perf_counter() - t0
+                folder = wd / f"frames-dask-{n}"
+                row, records = _run_scan_once(scan, ex, f"dask, {n} worker{'s' if n > 1 else ''}", workers=n,
+                                              nthreads=1, out_dir=folder, formats=SCAN_FORMATS, inputs=inputs,
+                                              client=ex.client, log=log)
+            row["cluster_start_s"] = start_s
+            digests = _file_digests(records)
+            row["identical_to_local"] = digests == local_digests
+            row["frames_differing_from_local"] = sum(a != b for a, b in zip(digests, local_digests or []))
+            out["runs"].append(row)
+            shutil.rmtree(folder, ignore_errors=True)
+        dask_fps = {str(r["workers"]): r["fps"] for r in out["runs"] if r["executor"] == "dask"}
+        out["dask_fps_by_workers"] = dask_fps
+        if "1" in dask_fps:
+            out["dask_speedup_over_1_worker"] = {k: _ratio(v, dask_fps["1"]) for k, v in dask_fps.items()}
+        out["per_frame"] = _per_frame_verdict(out["runs"], n_frames)
+        log("  per frame: " + out["per_frame"]["summary"])
+        out["gradients"] = measure_gradients(scan.config(0), s, log=log)
+    return out
+
+
+def _per_frame_verdict(runs: list, n_frames: int) -> dict:
+    """Whether anything was compiled, loaded or read once per frame, from the probe counts of every run."""
+    loads = max(p["kernel_library_loads"] for r in runs for p in r["processes"])
+    builds = sum(r["totals"]["native_builds"] for r in runs)
+    compiles = sum(r["totals"]["numba_compiles"] for r in runs)
+    opens = sum(r["totals"]["input_opens"] for r in runs)
+    renders_ok = all(r["totals"]["simulate_calls"] == n_frames for r in runs)
+    per_frame = loads > 1 or builds > 1 or compiles > 1 or opens > 0 or not renders_ok
+    summary = (f"{'SOMETHING IS REPEATED PER FRAME' if per_frame else 'nothing repeated per frame'}: "
+               f"at most {loads} kernel library load(s) per process, {builds} native build(s) and "
+               f"{compiles} Numba compilation(s) over all runs, {opens} open(s) of the input file after reading "
+               f"the configuration; one render and one prepare per frame: {'yes' if renders_ok else 'NO'}")
+    return {"repeated_per_frame": per_frame, "max_kernel_library_loads_per_process": loads,
+            "native_builds": builds, "numba_compiles": compiles, "input_opens": opens,
+            "one_render_per_frame": renders_ok, "summary": summary}
+
+
+def measure_gradients(cfg, s: Settings, params=GRADIENT_PARAMS, log=print) -> dict:
+    """The cost of one finite-difference gradient per parameter, against one forward render.
+
+    Times :func:`nbnumba.gradients.render_image` (the forward render the
+    gradients use, float64 image), then :func:`nbnumba.gradients.gradient`
+    for each parameter alone (resolving the configuration and two renders:
+    a central difference) and for all of them together, and
+    :func:`nbnumba.reflection_fit.reflection_jacobian`: the exact derivative
+    of the image with respect to every reflection's F^2 (the image is linear
+    in F^2) in one pass.  Medians of ``s.repeats`` after a warm-up call; the
+    reflection Jacobian is skipped in quick mode (its kernel takes about 20 s
+    to compile the first time).
+
+    Parameters
+    ----------
+    cfg : SimConfig
+        The configuration to differentiate.
+    s : Settings
+    params : sequence of str
+        Parameters (field names or components).
+    log : callable
+
+    Returns
+    -------
+    dict
+        The ``gradients`` section of the results.
+    """
+    from .gradients import gradient, render_image
+
+    repeats = 1 if s.quick else s.repeats
+    threads = s.threads
+
+    def timed(fn):
+        t0 = time.perf_counter()
+        value = fn()
+        return time.perf_counter() - t0, value
+
+    first_s, image = timed(lambda: render_image(cfg, nthreads=threads))
+    forward = _median([timed(lambda: render_image(cfg, nthreads=threads))[0] for _ in range(repeats)])
+    out = {"threads": threads, "repeats": repeats, "forward_first_s": first_s, "forward_s": forward,
+           "pixels": int(image.size), "image_max": float(image.max()),
+           "method": "central differences, gradients.gradient (default steps)",
+           "parameters": []}
+    log(f"gradients ({threads} threads, medians of {repeats}): forward render {_fmt(forward)}")
+    for p in params:
+        gradient(cfg, [p], nthreads=threads)  # warm-up
+        runs = [timed(lambda p=p: gradient(cfg, [p], nthreads=threads)) for _ in range(repeats)]
+        sec = _median([r[0] for r in runs])
+        g = runs[-1][1][p]
+        row = {"parameter": p, "seconds": sec, "forward_renders": _ratio(sec, forward),
+               "nonzero_pixels": int((g != 0).sum()), "finite": bool(math.isfinite(float(g.sum())))}
+        out["parameters"].append(row)
+        log(f"  d image / d {p:<18} {_fmt(sec)}  = {_num(row['forward_renders'], 2)} forward renders")
+    total = _median([timed(lambda: gradient(cfg, list(params), nthreads=threads))[0] for _ in range(repeats)])
+    out["all_at_once"] = {"parameters": list(params), "seconds": total,
+                          "seconds_per_parameter": total / len(params),
+                          "forward_renders_per_parameter": _ratio(total / len(params), forward)}
+    log(f"  all {len(params)} at once       {_fmt(total)}  = "
+        f"{_num(out['all_at_once']['forward_renders_per_parameter'], 2)} forward renders per parameter")
+    if s.quick:
+        out["structure_factors"] = "not measured in quick mode (the reflection kernel compiles in about 20 s)"
+        return out
+    from .reflection_fit import reflection_jacobian
+
+    first, jac = timed(lambda: reflection_jacobian(cfg, nthreads=threads))
+    sec = _median([timed(lambda: reflection_jacobian(cfg, nthreads=threads))[0] for _ in range(repeats)])
+    n_refl = int(jac.matrix.shape[1])
+    out["structure_factors"] = {
+        "method": "exact dI/dF^2 of every reflection on the image in one pass (reflection_fit.reflection_jacobian)",
+        "first_call_s": first, "seconds": sec, "reflections": n_refl, "forward_renders": _ratio(sec, forward),
+        "seconds_per_reflection": sec / n_refl if n_refl else None,
+        "max_abs_image_difference": float(abs(jac.image() - image).max()),
+        "finite_difference_equivalent_s": 2 * n_refl * forward,
+    }
+    log(f"  d image / d F^2, {n_refl} reflections at once: {_fmt(sec)} = "
+        f"{_num(out['structure_factors']['forward_renders'], 2)} forward renders "
+        f"(first call {_fmt(first)}); by finite differences it would take {2 * n_refl} renders")
+    return out
+
+
+def _scan_header() -> str:
+    return (f"  {'run':<20} {'frames':>6} {'wall':>9} {'frames/s':>8} {'first':>8} {'median':>8} "
+            f"{'loads':>5} {'builds':>6} {'compiles':>8} {'reads':>5}")
+
+
+def _scan_line(r: dict) -> str:
+    t = r["totals"]
+    return (f"  {r['run']:<20} {r['frames']:>6} {_fmt(r['wall_s']):>9} {_num(r['fps'], 2):>8} "
+            f"{_fmt(r['frame_s']['first_s']):>8} {_fmt(r['frame_s']['rest_median_s']):>8} "
+            f"{t['kernel_library_loads']:>5} {t['native_builds']:>6} {t['numba_compiles']:>8} {t['input_opens']:>5}")
+
+
 def machine_info(c_bin: str | None = None) -> dict:
     import numba
     import numpy
@@ -562,19 +1034,26 @@ def run_benchmarks(s: Settings, log=print) -> dict:
     result = {"schema": SCHEMA, "machine": dict(machine_info(s.c_bin), bytecode_precompiled=bytecode),
               "settings": {"quick": s.quick, "repeats": s.repeats, "w3_repeats": s.w3_repeats,
                            "threads": s.threads, "backend": s.backend, "workloads": list(s.workloads),
-                           "c_bin": s.c_bin, "command": our_command(),
+                           "c_bin": s.c_bin, "command": our_command(), "scan_workers": list(s.scan_workers),
                            "peak_rss_tool": "/usr/bin/time -v" if _has_gnu_time() else "getrusage"}}
     cases = build_cases(s.workloads, s.quick, s.threads, s.golden_dir, s.w3_repeats)
     log(f"nbnumba bench: {len(cases)} cases, {s.repeats} repeat(s), {s.threads} thread(s), backend {s.backend}, "
         f"C: {s.c_bin or 'not measured'}")
-    log(_header_line())
+    if cases:
+        log(_header_line())
     result["results"] = [measure_case(c, s, log) for c in cases]
-    log("spec vs parity, float32 vs float64 (ours):")
+    if any(c.group in ("W1", "W2") for c in cases):
+        log("spec vs parity, float32 vs float64 (ours):")
     result["variants"] = []
     for c in cases:
         if c.group in ("W1", "W2"):
             for mode, dtype in (("spec", "float64"), ("spec", "float32")):
                 result["variants"].append(measure_variant(c, mode, dtype, s, log))
+    if "scan" in s.workloads:
+        if s.backend != "cpu":
+            raise BenchError("the scan workload runs on the CPU backend only")
+        result["scan"] = measure_scan(s, log)
+        result["gradients"] = result["scan"].pop("gradients")
     if s.compile:
         result["compile"] = measure_compile(s, log)
     ours_rss = [r["ours_command"]["peak_rss_kb"] for r in result["results"] if r["ours_command"]["peak_rss_kb"]]
@@ -609,8 +1088,10 @@ def _case_line(r: dict) -> str:
 
 
 def output_stem(s: Settings, when: _dt.date | None = None) -> str:
+    """``<backend>-<date>[-quick]``, or ``scan-<date>[-quick]`` when the scan workload is all that runs."""
     when = when or _dt.date.today()
-    return f"{s.backend}-{when.isoformat()}" + ("-quick" if s.quick else "")
+    kind = "scan" if tuple(s.workloads) == ("scan",) else s.backend
+    return f"{kind}-{when.isoformat()}" + ("-quick" if s.quick else "")
 
 
 def write_results(result: dict, out_dir: Path, stem: str, log=print) -> dict:
@@ -621,7 +1102,7 @@ def write_results(result: dict, out_dir: Path, stem: str, log=print) -> dict:
     paths["json"].write_text(json.dumps(result, indent=1) + "\n")
     log(f"wrote {paths['json']}")
     png = out_dir / f"{stem}.png"
-    if plot_results(result, png, log):
+    if result.get("results") and plot_results(result, png, log):
         paths["png"] = png
         log(f"wrote {png}")
     return paths
@@ -714,8 +1195,8 @@ def markdown_table(result: dict) -> str:
 
 
 def markdown_report(result: dict) -> str:
-    """Main table, spec/parity and float32/float64 table, compile time and memory."""
-    out = [markdown_table(result)]
+    """Main table, spec/parity and float32/float64 table, scan and gradient tables, compile time and memory."""
+    out = [markdown_table(result)] if result.get("results") else []
     parity = {r["name"]: r for r in result["results"] if r["group"] in ("W1", "W2")}
     if result.get("variants"):
         out += ["", "| workload | mode | dtype | ours, kernel (s) | ours, command (s) |", "|---|---|---|---|---|"]
@@ -726,6 +1207,10 @@ def markdown_report(result: dict) -> str:
                 if v["workload"] == name:
                     out.append(f"| {name} | {v['mode']} | {v['dtype']} | {_num(v['ours_kernel']['median_s'])} | "
                                f"{_num(v['ours_command']['median_s'])} |")
+    if result.get("scan"):
+        out += ["", scan_markdown(result)]
+    if result.get("gradients"):
+        out += ["", gradients_markdown(result)]
     comp = result.get("compile")
     if comp:
         line = (f"First run with empty kernel caches: command {_num(comp['command_cold_s'], 2)} s "
@@ -744,3 +1229,48 @@ def markdown_report(result: dict) -> str:
 
 def _num(x, digits=3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
+
+
+def scan_markdown(result: dict) -> str:
+    """The scan workload as a Markdown table, with the per-frame verdict and the growth with workers."""
+    sc = result["scan"]
+    lines = [f"Rotation scan: {sc['frames']} frames of {sc['step_deg']:g} deg, "
+             f"{sc['detector_pixels'][0]} x {sc['detector_pixels'][1]} pixels, {sc['hkl_reflections']} reflections "
+             "in the -hkl file.", "",
+             "| run | workers | threads per render | files written | frames | wall (s) | frames/s "
+             "| first frame (s) | median frame (s) | kernel loads | native builds | Numba compiles "
+             "| input file opens | identical to local |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sc["runs"]:
+        t = r["totals"]
+        files = "+".join(r["formats"]) if r["writes_files"] else "no"
+        same = {True: "yes", False: "NO"}.get(r.get("identical_to_local"), "-")
+        lines.append(f"| {r['run']} | {r['workers'] or '-'} | {r['threads_per_render']} | {files} | {r['frames']} "
+                     f"| {_num(r['wall_s'], 2)} | {_num(r['fps'], 2)} | {_num(r['frame_s']['first_s'])} "
+                     f"| {_num(r['frame_s']['rest_median_s'])} | {t['kernel_library_loads']} "
+                     f"| {t['native_builds']} | {t['numba_compiles']} | {t['input_opens']} | {same} |")
+    extra = []
+    speed = sc.get("dask_speedup_over_1_worker")
+    if speed:
+        extra.append("Dask throughput against 1 worker: "
+                     + ", ".join(f"{k} worker(s) {_num(v, 2)}x" for k, v in speed.items()) + ".")
+    if sc.get("per_frame"):
+        extra.append("Per frame: " + sc["per_frame"]["summary"] + ".")
+    return "\n".join(lines + ([""] + extra if extra else []))
+
+
+def gradients_markdown(result: dict) -> str:
+    """The gradient costs as a Markdown table (seconds and forward renders per parameter)."""
+    g = result["gradients"]
+    lines = ["| derivative | seconds | forward renders |", "|---|---|---|",
+             f"| forward render (float64 image) | {_num(g['forward_s'])} | 1 |"]
+    for p in g["parameters"]:
+        lines.append(f"| d image / d {p['parameter']} | {_num(p['seconds'])} | {_num(p['forward_renders'], 2)} |")
+    a = g["all_at_once"]
+    lines.append(f"| all {len(a['parameters'])} together, per parameter | {_num(a['seconds_per_parameter'])} "
+                 f"| {_num(a['forward_renders_per_parameter'], 2)} |")
+    sf = g.get("structure_factors")
+    if isinstance(sf, dict):
+        lines.append(f"| d image / d F^2, all {sf['reflections']} reflections (exact, one pass) | "
+                     f"{_num(sf['seconds'])} | {_num(sf['forward_renders'], 2)} |")
+    return "\n".join(lines)
