@@ -136,3 +136,27 @@ def test_fdump_bytes_shape_check():
     grid = HKLGrid(0, 1, 0, 1, 0, 1, np.zeros((2, 2, 2)))
     with pytest.raises(ValueError):
         fdump_bytes(grid)
+
+
+@pytest.mark.parametrize("case", ["hkl_rand", "mat_scaled"])
+def test_fast_reader_equals_line_by_line_reader(case, monkeypatch):
+    """The vectorised reader (line shapes checked once each) gives the C emulation's table bit for bit."""
+    from nbnumba.io import hkl as hkl_module
+
+    path, default_f, _ = case_hkl(case)
+    text = path.read_text()
+    assert hkl_module._read_plain_hkl(str(path), text, default_f) is not None, "fast path not taken"
+    fast = read_hkl(path, default_F=default_f)
+    monkeypatch.setattr(hkl_module, "_read_plain_hkl", lambda *a: None)
+    slow = read_hkl(path, default_F=default_f)
+    assert fast.F.dtype == slow.F.dtype and np.array_equal(fast.F, slow.F)
+    assert (fast.h_min, fast.k_min, fast.l_min, fast.hkls) == (slow.h_min, slow.k_min, slow.l_min, slow.hkls)
+
+
+@pytest.mark.parametrize("line", ["1 2 3.5 4", "1 2 3 4 5", "1 2 3 1e", "1 2 3 --4", "0x1 2 3 4", "1 2 3 4,"])
+def test_fast_reader_leaves_other_lines_to_the_c_emulation(line):
+    from nbnumba.io.hkl import _read_plain_hkl
+
+    good = "0 0 1 10.5\n 0 1 1 3e2\n1 0 0 .5\n-1 2 3 7\n"
+    assert _read_plain_hkl("x.hkl", good, 0.0) is not None  # the control: plain lines take the fast path
+    assert _read_plain_hkl("x.hkl", good + line + "\n", 0.0) is None

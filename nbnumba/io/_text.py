@@ -9,7 +9,8 @@ after a few kilobytes instead of filling the memory.
 from __future__ import annotations
 
 import os
-import re
+
+import numpy as np
 
 from nbnumba.errors import InputFileError
 
@@ -26,6 +27,18 @@ def _human(nbytes: int) -> str:
     from nbnumba.budget import human_bytes
 
     return human_bytes(nbytes)
+
+
+def _line_lengths(chunk: bytes, run: int):
+    """Lengths of the lines in ``chunk`` (without newlines); the first continues a line of ``run`` bytes.
+
+    The last entry is the unfinished line at the end of the chunk.
+    """
+    newlines = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+    ends = np.append(newlines, len(chunk))
+    lengths = np.diff(ends, prepend=-1) - 1
+    lengths[0] += run
+    return lengths
 
 
 def read_bounded(fname: str, what: str, max_bytes: int, max_line: int | None = None) -> bytes:
@@ -53,7 +66,6 @@ def read_bounded(fname: str, what: str, max_bytes: int, max_line: int | None = N
         If the file cannot be read or exceeds a bound; the message names the
         file and, for an overlong line, the line number.
     """
-    too_long = re.compile(rb"[^\n]{%d}" % (max_line + 1)) if max_line else None
     parts: list[bytes] = []
     total = 0
     run = 0  # bytes since the last newline
@@ -75,18 +87,14 @@ def read_bounded(fname: str, what: str, max_bytes: int, max_line: int | None = N
                 total += len(chunk)
                 if total > max_bytes:
                     raise InputFileError(f"{fname}: {what} too large (more than {_human(max_bytes)})")
-                if too_long is not None:
-                    first_nl = chunk.find(b"\n")
-                    bad = run + (first_nl if first_nl >= 0 else len(chunk)) > max_line
-                    m = None if bad else too_long.search(chunk)
-                    if bad or m is not None:
-                        line = lines_before + chunk.count(b"\n", 0, m.start() if m else 0) + 1
-                        raise InputFileError(
-                            f"{fname}, line {line}: line longer than {max_line} characters in the {what}"
-                        )
-                    last_nl = chunk.rfind(b"\n")
-                    run = run + len(chunk) if last_nl < 0 else len(chunk) - last_nl - 1
-                    lines_before += chunk.count(b"\n")
+                if max_line:
+                    lengths = _line_lengths(chunk, run)
+                    bad = np.flatnonzero(lengths > max_line)
+                    if bad.size:
+                        raise InputFileError(f"{fname}, line {lines_before + int(bad[0]) + 1}: line longer than "
+                                             f"{max_line} characters in the {what}")
+                    run = int(lengths[-1])
+                    lines_before += lengths.size - 1
                 parts.append(chunk)
     except OSError as exc:
         raise InputFileError(f"{fname}: cannot read {what}: {exc.strerror or exc}") from exc
