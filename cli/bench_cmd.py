@@ -37,9 +37,10 @@ def _worker_counts(ctx, param, value):
               help="Runs per measurement (medians are reported); --quick uses 1.")
 @click.option("--w3-repeats", type=click.IntRange(min=1), default=None,
               help="Runs for W3 (default: --repeats).")
-@click.option("--workloads", default="W1,W2,W3,scaling", show_default=True, callback=_workloads,
-              help="Comma-separated subset of W1,W2,W3,scaling,specA,scan (scan: a 90-frame rotation scan, "
-                   "local and on Dask, and the cost of gradients; written to scan-<date>.json when alone).")
+@click.option("--workloads", default="W1,W2,W3,scaling,startup", show_default=True, callback=_workloads,
+              help="Comma-separated subset of W1,W2,W3,scaling,specA,scan,startup (scan: a 90-frame rotation "
+                   "scan, local and on Dask, and the cost of gradients; written to scan-<date>.json when alone; "
+                   "startup: the interpreter, NumPy, our modules and a 1-pixel run, each a fresh process).")
 @click.option("--threads", type=click.IntRange(min=1), default=lambda: os.cpu_count() or 1,
               show_default="all cores", help="Threads for ours (NUMBA_NUM_THREADS) and C (OMP_NUM_THREADS).")
 @click.option("--c-bin", type=click.Path(dir_okay=False), envvar="NB_C_BIN", default=None,

@@ -59,7 +59,8 @@ W3_INPUTS = ("A.mat", "scaled.hkl")
 W3_QUICK_ROI = ["-roi", "1100", "1163", "1000", "1063"]
 
 # "scan": a 90-frame rotation scan (local and Dask) and the cost of gradients (measure_scan)
-WORKLOADS = ("W1", "W2", "W3", "scaling", "specA", "scan")
+# "startup": where a small job's time goes before any pixel (measure_startup)
+WORKLOADS = ("W1", "W2", "W3", "scaling", "specA", "scan", "startup")
 
 # Spec A's AT-PERF setups (written for the PyTorch port) as benchmark cases, not timed tests
 # (docs/spec_a.md).  AT-PERF-001/003/005 are W1 and the detector series (256 ... 2048), with the
@@ -976,6 +977,38 @@ def _cpu_kernel_in_use() -> str:
         return f"error: {exc}"
 
 
+STARTUP_STEPS = (
+    ("python", ["-c", "pass"]),
+    ("python + numpy", ["-c", "import numpy"]),
+    ("python + nbnumba command modules", ["-c", "import nbnumba.runner, nbnumba.io.outputs, nbnumba.kernels.native"]),
+)
+TINY_RUN = "-default_F 100 -cell 100 100 100 90 90 90 -lambda 6.2 -N 5 -detpixels 1 -distance 100".split()
+
+
+def measure_startup(s: Settings, log=print) -> dict:
+    """Where a small job's time goes before any pixel: the interpreter, NumPy, our modules, a 1-pixel run.
+
+    Each step is a fresh process (``sys.executable``), alternated with the
+    others and with C's 1-pixel run, ``s.repeats`` times (at least 5);
+    medians.  A small ``nanoBragg`` run cannot start faster than the
+    ``python + numpy`` line.
+    """
+    repeats = max(5, s.repeats)
+    steps = [(name, [sys.executable] + args) for name, args in STARTUP_STEPS]
+    steps.append(("our nanoBragg, 1 pixel", _ours_argv(TINY_RUN + COMMON)))
+    if s.c_bin:
+        steps.append(("C nanoBragg, 1 pixel", [s.c_bin] + TINY_RUN + COMMON))
+    times = {name: [] for name, _ in steps}
+    with workdir() as wd:
+        for _ in range(repeats):
+            for name, argv in steps:
+                env = _c_env(s.threads) if name.startswith("C ") else _ours_env(s.threads)
+                times[name].append(run_program(argv, wd, env).wall_s)
+    rows = [{"step": name, "median_s": _median(ts), "runs_s": ts} for name, ts in times.items()]
+    log("start-up (fresh processes, medians): " + "; ".join(f"{r['step']} {r['median_s']:.3f} s" for r in rows))
+    return {"repeats": repeats, "steps": rows}
+
+
 def precompile_bytecode() -> bool:
     """Byte-compile the installed packages, as ``pip install`` does for a wheel.
 
@@ -1054,6 +1087,8 @@ def run_benchmarks(s: Settings, log=print) -> dict:
             raise BenchError("the scan workload runs on the CPU backend only")
         result["scan"] = measure_scan(s, log)
         result["gradients"] = result["scan"].pop("gradients")
+    if "startup" in s.workloads:
+        result["startup"] = measure_startup(s, log)
     if s.compile:
         result["compile"] = measure_compile(s, log)
     ours_rss = [r["ours_command"]["peak_rss_kb"] for r in result["results"] if r["ours_command"]["peak_rss_kb"]]
@@ -1211,6 +1246,9 @@ def markdown_report(result: dict) -> str:
         out += ["", scan_markdown(result)]
     if result.get("gradients"):
         out += ["", gradients_markdown(result)]
+    if result.get("startup"):
+        out += ["", "| start-up step (fresh process) | median (s) |", "|---|---|"]
+        out += [f"| {r['step']} | {_num(r['median_s'])} |" for r in result["startup"]["steps"]]
     comp = result.get("compile")
     if comp:
         line = (f"First run with empty kernel caches: command {_num(comp['command_cold_s'], 2)} s "

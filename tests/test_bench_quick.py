@@ -76,3 +76,16 @@ def test_bench_quick_writes_json(tmp_path, monkeypatch):
     assert _positive(comp["command_cold_s"]) and _positive(comp["command_warm_s"])
     assert _positive(data["peak_rss_kb"]["ours_command"])
     assert "| W1 |" in r.output
+
+
+def test_startup_steps_are_measured_in_fresh_processes():
+    """The start-up workload times the interpreter, NumPy, our modules and a 1-pixel run, each in its own process."""
+    from nbnumba.bench import Settings, measure_startup
+
+    s = Settings(workloads=("startup",), quick=True, repeats=1, threads=1, c_bin=None)
+    rows = {r["step"]: r for r in measure_startup(s, log=lambda *a: None)["steps"]}
+    assert set(rows) == {"python", "python + numpy", "python + nbnumba command modules", "our nanoBragg, 1 pixel"}
+    for r in rows.values():
+        assert len(r["runs_s"]) == 5 and all(t > 0 for t in r["runs_s"])
+    # a run imports NumPy and more: it cannot be faster than the bare interpreter
+    assert rows["our nanoBragg, 1 pixel"]["median_s"] > rows["python"]["median_s"]

@@ -30,7 +30,6 @@ import hashlib
 import os
 import re
 import secrets
-import socket
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -422,6 +421,8 @@ class OutputSet:
         hasher = hashlib.sha256() if self._digest else None
         try:
             if t.kind == "socket":
+                import socket  # only for this rare kind of output
+
                 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                     sock.connect(t.path)
                     size = 0
