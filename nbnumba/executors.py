@@ -40,20 +40,25 @@ class Executor:
 
     name = "executor"
 
-    def map(self, fn: Callable, items: Iterable) -> list:
+    def map(self, fn: Callable, items: Iterable, shared=None) -> list:
         """Apply ``fn`` to every item.
 
         Parameters
         ----------
         fn : callable
-            Function of one argument.
+            Function of one argument (two with ``shared``).
         items : iterable
             Arguments, one call each.
+        shared : object, optional
+            One read-only object every call receives as ``fn(item, shared)``
+            (a structure-factor table, say): sent to each worker once, not
+            with every item.
 
         Returns
         -------
         list
-            ``[fn(item) for item in items]``, in the order of ``items``.
+            ``[fn(item) for item in items]`` (or ``fn(item, shared)``), in
+            the order of ``items``.
         """
         raise NotImplementedError
 
@@ -82,8 +87,10 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def map(self, fn: Callable, items: Iterable) -> list:
-        return [fn(item) for item in items]
+    def map(self, fn: Callable, items: Iterable, shared=None) -> list:
+        if shared is None:
+            return [fn(item) for item in items]
+        return [fn(item, shared) for item in items]
 
 
 class DaskExecutor(Executor):
@@ -120,6 +127,7 @@ class DaskExecutor(Executor):
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ConfigError(DASK_MISSING) from exc
         self._owned = False
+        self._shared: dict = {}  # id -> (object, its scattered future)
         if isinstance(address, distributed.Client):
             self.client = address
         elif address is None:
@@ -132,14 +140,27 @@ class DaskExecutor(Executor):
             self.client = distributed.Client(str(address))
             self._owned = True
 
-    def map(self, fn: Callable, items: Iterable) -> list:
+    def map(self, fn: Callable, items: Iterable, shared=None) -> list:
         items = list(items)
         if not items:
             return []
-        futures = self.client.map(fn, items, pure=False)
+        if shared is None:
+            futures = self.client.map(fn, items, pure=False)
+        else:
+            handle = self._scattered(shared)
+            futures = self.client.map(fn, items, [handle] * len(items), pure=False)
         return self.client.gather(futures)
 
+    def _scattered(self, obj):
+        """A future of ``obj`` held by every worker, scattered once per object and executor."""
+        key = id(obj)
+        held = self._shared.get(key)
+        if held is None or held[0] is not obj:
+            held = self._shared[key] = (obj, self.client.scatter(obj, broadcast=True, hash=False))
+        return held[1]
+
     def close(self) -> None:
+        self._shared.clear()
         if self._owned and self.client is not None:
             cluster = getattr(self.client, "cluster", None)
             self.client.close()

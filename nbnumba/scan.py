@@ -569,11 +569,40 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-def render_frame(task: _FrameTask) -> FrameRecord:
-    """Render one frame and write its files together (runs on the executor)."""
+def _without_table(config: SimConfig, table) -> SimConfig:
+    """``config`` without its structure-factor table when that is the scan's own ``table``.
+
+    The table is the same for every frame and can be tens of megabytes: it
+    goes to each worker once (``Executor.map(..., shared=table)``) instead
+    of inside every frame's task.
+    """
+    if table is not None and config.hkl is table:
+        return dataclasses.replace(config, hkl=None)
+    return config
+
+
+def _map_frames(executor, tasks: list, table) -> list:
+    """:func:`render_frame` over ``tasks``; the table goes to each worker once where the executor can share it."""
+    from .executors import Executor
+
+    if isinstance(executor, Executor):
+        return executor.map(render_frame, tasks, shared=table)
+    import functools  # any object with map(fn, items): the table travels with each task
+
+    return executor.map(functools.partial(render_frame, table=table), tasks)
+
+
+def render_frame(task: _FrameTask, table=None) -> FrameRecord:
+    """Render one frame and write its files together (runs on the executor).
+
+    ``table`` is the scan's structure-factor table when the executor sends it
+    apart (once per worker, see :func:`_without_table`); the task's
+    configuration then holds none.
+    """
     from .engine import simulate
 
-    result = simulate(task.config, backend=task.backend, dtype=task.dtype, nthreads=task.nthreads)
+    config = task.config if table is None else dataclasses.replace(task.config, hkl=table)
+    result = simulate(config, backend=task.backend, dtype=task.dtype, nthreads=task.nthreads)
     stats = dataclasses.asdict(result.stats)
     paths = {}
     files = {}
@@ -731,8 +760,9 @@ def run_scan(scan: Scan, executor=None, backend: str = "cpu", out_dir=None, pref
     inputs = tuple(os.fspath(p) for p in inputs if p is not None)
     executor = executor or LocalExecutor()
     digits = max(4, len(str(first_number + len(scan) - 1)))
+    table = scan.base.hkl
     tasks = [
-        _FrameTask(config=scan.config(i), index=i, number=first_number + i, changes=dict(ch),
+        _FrameTask(config=_without_table(scan.config(i), table), index=i, number=first_number + i, changes=dict(ch),
                    backend=backend, dtype=dtype, nthreads=nthreads, out_dir=None, prefix=prefix,
                    formats=formats, digits=digits, intfile_scale=float(intfile_scale),
                    adc_offset=float(adc_offset), keep_image=keep_images, seed=frame_seed(seed, i), inputs=inputs,
@@ -740,7 +770,7 @@ def run_scan(scan: Scan, executor=None, backend: str = "cpu", out_dir=None, pref
         for i, ch in enumerate(scan.frames)
     ]
     if out_dir is None:
-        return sorted(executor.map(render_frame, tasks), key=lambda r: r.index)
+        return sorted(_map_frames(executor, tasks, table), key=lambda r: r.index)
     check_prefix(prefix)
     out_dir = os.fspath(out_dir)
     try:
@@ -771,7 +801,7 @@ def run_scan(scan: Scan, executor=None, backend: str = "cpu", out_dir=None, pref
     step = _batch_size(executor, len(todo))
     records = list(done)
     for start in range(0, len(todo), step):
-        records += executor.map(render_frame, todo[start:start + step])
+        records += _map_frames(executor, todo[start:start + step], table)
         if manifest:
             _write_manifest(manifest_path, scan, stamp, records, inputs)
     if manifest and not todo:
@@ -780,7 +810,7 @@ def run_scan(scan: Scan, executor=None, backend: str = "cpu", out_dir=None, pref
         # frames kept from an earlier run render again for their counts (deterministic: same seeds)
         again = [dataclasses.replace(t, out_dir=None, keep_image=False) for t in tasks
                  if t.index in {r.index for r in records if r.counts is None}]
-        counts = {r.index: r.counts for r in executor.map(render_frame, again)} if again else {}
+        counts = {r.index: r.counts for r in _map_frames(executor, again, table)} if again else {}
         for r in records:
             if r.counts is None:
                 r.counts = counts[r.index]

@@ -39,6 +39,10 @@ def _square(x):
     return x * x
 
 
+def _add(x, shared):
+    return x + shared
+
+
 def test_phi_scan_frames(base):
     scan = phi_scan(base, step_deg=0.5, n_frames=4)
     assert len(scan) == 4
@@ -142,6 +146,7 @@ def test_scan_validates_changes(base):
 
 def test_local_executor():
     assert LocalExecutor().map(_square, [1, 2, 3]) == [1, 4, 9]
+    assert LocalExecutor().map(_add, [1, 2], shared=10) == [11, 12]
     with LocalExecutor() as ex:
         assert ex.map(_square, []) == []
 
@@ -155,6 +160,7 @@ def test_dask_executor_same_frames(base):
     local = run_scan(scan)
     with DaskExecutor(n_workers=1) as ex:
         assert ex.map(_square, [3, 4]) == [9, 16]
+        assert ex.map(_add, [3, 4], shared=10) == [13, 14]
         remote = run_scan(scan, executor=ex)
     for a, b in zip(local, remote):
         np.testing.assert_array_equal(a.image, b.image)
@@ -290,3 +296,34 @@ def test_cli_vary_prints_user_units(tmp_path):
     doc = json.loads((tmp_path / "frame_scan.json").read_text())
     assert doc["frames"][1]["changes"] == {"distance": 0.12, "misset[0]": 0.1}
     assert doc["frames"][0]["changes"]["distance"] == pytest.approx(0.1)
+
+
+class _Recording(LocalExecutor):
+    """A local executor that keeps what each map call received."""
+
+    def __init__(self):
+        self.calls = []
+
+    def map(self, fn, items, shared=None):
+        items = list(items)
+        self.calls.append((items, shared))
+        return super().map(fn, items, shared)
+
+
+def test_structure_factor_table_goes_to_the_executor_once(tmp_path):
+    """Frames carry no copy of the -hkl table: the executor gets it once, as ``shared``; images are unchanged."""
+    hkl = tmp_path / "t.hkl"
+    hkl.write_text("".join(f"{h} {k} {l} {10 + abs(h) + 2 * abs(k) + 3 * abs(l)}\n"
+                           for h in range(-4, 5) for k in range(-4, 5) for l in range(-4, 5)))
+    cfg, _ = config_from_args((FLAGS.replace("-default_F 100 ", "") + f" -hkl {hkl}").split())
+    assert cfg.hkl is not None
+    scan = phi_scan(cfg, step_deg=1.0, n_frames=3)
+    ex = _Recording()
+    records = run_scan(scan, executor=ex)
+    (items, shared), = ex.calls
+    assert shared is cfg.hkl
+    assert len(items) == 3 and all(t.config.hkl is None for t in items)
+    direct = [simulate(scan.config(i)).image for i in range(3)]
+    assert max(float(img.max()) for img in direct) > 0.0
+    for record, image in zip(records, direct):
+        np.testing.assert_array_equal(record.image, image)
