@@ -733,7 +733,7 @@ def measure_scan(s: Settings, log=print) -> dict:
     import pickle
 
     from .cargs import config_from_args
-    from .scan import phi_scan
+    from .scan import _without_table, phi_scan
 
     q = 1 if s.quick else 0
     n_frames = SCAN_FRAMES[q]
@@ -753,7 +753,8 @@ def measure_scan(s: Settings, log=print) -> dict:
             "detector_pixels": [int(cfg.spixels), int(cfg.fpixels)],
             "hkl_reflections": reflections, "config_s": config_s,
             "input_opens_while_reading_config": opens_reading,
-            "task_config_bytes": len(pickle.dumps(scan.config(0))),
+            # what one frame's task carries (the table goes to each worker once: scan._without_table)
+            "task_config_bytes": len(pickle.dumps(_without_table(scan.config(0), cfg.hkl))),
             "hkl_table_bytes": len(pickle.dumps(cfg.hkl)),
             "formats": list(SCAN_FORMATS), "threads": s.threads, "runs": [],
         }

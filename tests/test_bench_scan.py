@@ -90,7 +90,7 @@ def test_quick_scan_workload_locally():
     sc = measure_scan(s, log=lambda *_: None)
     assert sc["frames"] == QUICK_FRAMES and sc["detector_pixels"] == [64, 64]
     assert sc["input_opens_while_reading_config"] >= 1
-    assert sc["task_config_bytes"] >= sc["hkl_table_bytes"] > 0
+    assert 0 < sc["task_config_bytes"] < sc["hkl_table_bytes"] / 10  # the table travels apart, once per worker
     runs = {r["run"]: r for r in sc["runs"]}
     assert set(runs) == {"local", "local, no files", "local, 1 thread"}
     for r in runs.values():
