@@ -530,13 +530,22 @@ def block_axis(vals, count, n, num, den):
             den[j] = narrow(den[j]) * s_den
 
 
-def block_sum(intensity, count, hs, ks, ls, num, den, fhkl, ip, default_f, water):
+def block_sum(intensity, count, hs, ks, ls, f_latts, fhkl, ip, default_f, water):
     """Add a block's ``F^2 F_latt^2`` to ``intensity`` in evaluation order (as the general loop does)."""
+    if ip[IP_HKLS] == 0:  # every F is default_f: a plain sum
+        if default_f == 0.0:
+            return intensity
+        for j in range(count):
+            f_latt = narrow(f_latts[j])
+            if f_latt == 0.0 and water == 0.0:
+                continue
+            intensity += default_f * default_f * f_latt * f_latt
+        return intensity
     for j in range(count):
         f_near = nearest_structure_factor(int(hs[j]), int(ks[j]), int(ls[j]), fhkl, ip, default_f)
         if f_near == 0.0:
             continue
-        f_latt = narrow(num[j]) / narrow(den[j])
+        f_latt = narrow(f_latts[j])
         if f_latt == 0.0 and water == 0.0:
             continue
         intensity += f_near * f_near * f_latt * f_latt
@@ -577,7 +586,9 @@ def fast_phi_mosaic_sum(intensity, cell_table, sx, sy, sz, fp, fhkl, ip):
         else:
             for j in range(count):
                 ls[j] = ceil_float(ls[j] - 0.5)
-        intensity = block_sum(intensity, count, hs, ks, ls, num, den, fhkl, ip, fp[FP_DEFAULT_F], fp[FP_WATER])
+        for j in range(count):
+            num[j] = narrow(num[j]) / narrow(den[j])
+        intensity = block_sum(intensity, count, hs, ks, ls, num, fhkl, ip, fp[FP_DEFAULT_F], fp[FP_WATER])
     return intensity
 
 
