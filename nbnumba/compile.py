@@ -123,12 +123,13 @@ def compile_set(sources: dict, namespace: dict, decorate) -> types.SimpleNamespa
     return types.SimpleNamespace(**compiled)
 
 
-def cpu_bindings() -> dict:
+def cpu_bindings(precision: str = "double") -> dict:
     """What the CPU builds bind in place of physics' portable placeholders.
 
     ``FAST_PATH`` on; ``scratch_block`` a float64 array of
     ``physics.FAST_BLOCK`` on the stack of the calling function (the CPU
-    builds have no allocator); ``floor_float`` and ``ceil_float`` the
+    builds have no allocator), ``scratch_block_real`` the same of the
+    precision's lattice-factor type (float32 for ``single``); ``floor_float`` and ``ceil_float`` the
     rounding instructions (``np.floor``/``np.ceil`` of a scalar), which
     vectorise where ``float(math.floor(x))`` goes through an integer.
     """
@@ -141,22 +142,25 @@ def cpu_bindings() -> dict:
 
     block = physics.FAST_BLOCK
 
-    array_type = nbtypes.Array(nbtypes.float64, 1, "C")
+    def stack_array(dtype, itembytes):
+        array_type = nbtypes.Array(dtype, 1, "C")
 
-    @intrinsic
-    def scratch_block(typingctx):
-        def codegen(context, builder, signature, args):
-            # at the entry block of the function being lowered: intrinsics are
-            # expanded in their caller
-            data = cgutils.alloca_once(builder, context.get_value_type(nbtypes.float64), size=block)
-            ary = make_array(array_type)(context, builder)
-            itemsize = context.get_constant(nbtypes.intp, 8)
-            shape = cgutils.pack_array(builder, [context.get_constant(nbtypes.intp, block)])
-            populate_array(ary, data=data, shape=shape, strides=cgutils.pack_array(builder, [itemsize]),
-                           itemsize=itemsize, meminfo=None)
-            return ary._getvalue()
+        @intrinsic
+        def scratch(typingctx):
+            def codegen(context, builder, signature, args):
+                # at the entry block of the function being lowered: intrinsics
+                # are expanded in their caller
+                data = cgutils.alloca_once(builder, context.get_value_type(dtype), size=block)
+                ary = make_array(array_type)(context, builder)
+                itemsize = context.get_constant(nbtypes.intp, itembytes)
+                shape = cgutils.pack_array(builder, [context.get_constant(nbtypes.intp, block)])
+                populate_array(ary, data=data, shape=shape, strides=cgutils.pack_array(builder, [itemsize]),
+                               itemsize=itemsize, meminfo=None)
+                return ary._getvalue()
 
-        return array_type(), codegen
+            return array_type(), codegen
+
+        return scratch
 
     def floor_float(x):
         return np.floor(x)
@@ -165,7 +169,9 @@ def cpu_bindings() -> dict:
         return np.ceil(x)
 
     options = dict(cache=False, nogil=True, error_model="numpy", _nrt=False, inline="always")
-    return {"FAST_PATH": True, "scratch_block": scratch_block,
+    real = (nbtypes.float32, 4) if precision == "single" else (nbtypes.float64, 8)
+    return {"FAST_PATH": True, "scratch_block": stack_array(nbtypes.float64, 8),
+            "scratch_block_real": stack_array(*real),
             "floor_float": njit(**options)(floor_float), "ceil_float": njit(**options)(ceil_float)}
 
 
@@ -184,7 +190,7 @@ def cpu_functions(precision: str = "double") -> types.SimpleNamespace:
         inline = "always" if name in CPU_INLINE else "never"
         return njit(fn, cache=False, nogil=True, error_model="numpy", _nrt=False, inline=inline)
 
-    return _build(decorate, precision, cpu_bindings())
+    return _build(decorate, precision, cpu_bindings(precision))
 
 
 @functools.cache

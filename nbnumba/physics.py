@@ -442,6 +442,11 @@ def scratch_block():
     return [0.0] * FAST_BLOCK
 
 
+def scratch_block_real():
+    """A work array of ``FAST_BLOCK`` floats of the lattice-factor precision (see :func:`narrow`)."""
+    return [0.0] * FAST_BLOCK
+
+
 def floor_float(x):
     """``floor(x)`` as a float (the same value as ``to_float(floor_int(x))``, without integer conversions)."""
     return float(math.floor(x))
@@ -498,27 +503,29 @@ def block_miller(cell_table, phi_tic, mos, count, sx, sy, sz, hs, ks, ls):
     return phi_tic, mos
 
 
-def block_axis(vals, count, n, num, den):
+def block_axis(vals, count, n, ds, num, den):
     """One axis of :func:`lattice_factor` (reduced sincg) for a block of evaluations.
 
     ``vals[j]`` (a fractional index) is replaced by its nearest integer (as a
     float); ``num[j]`` and ``den[j]`` are multiplied by the axis's pair from
-    :func:`sincg_reduced`, in its precision.
+    :func:`sincg_reduced`, in its precision.  Two loops: the reduction to
+    the nearest integer in float64 (into ``ds``), then the series in the
+    lattice-factor precision, so that a single-precision build fills whole
+    vectors of float32.
     """
+    for j in range(count):
+        h = vals[j]
+        h0 = ceil_float(h - 0.5)
+        vals[j] = h0
+        ds[j] = narrow(h - h0)
     m = int(n)
     if m <= CHEBYSHEV_MAX_N:
         for j in range(count):
-            h = vals[j]
-            h0 = ceil_float(h - 0.5)
-            vals[j] = h0
-            num[j] = narrow(num[j]) * chebyshev_u(narrow(h - h0), m)
+            num[j] = num[j] * chebyshev_u(ds[j], m)
     else:
         nn = narrow(n)
         for j in range(count):
-            h = vals[j]
-            h0 = ceil_float(h - 0.5)
-            vals[j] = h0
-            d = narrow(h - h0)
+            d = ds[j]
             nd = nn * d
             f = nd - narrow(floor_float(nd + 0.5))
             s_num = sinpi_small(f)
@@ -526,8 +533,8 @@ def block_axis(vals, count, n, num, den):
             if d == 0.0:
                 s_num = nn
                 s_den = 1.0
-            num[j] = narrow(num[j]) * s_num
-            den[j] = narrow(den[j]) * s_den
+            num[j] = num[j] * s_num
+            den[j] = den[j] * s_den
 
 
 def block_sum(intensity, count, hs, ks, ls, f_latts, fhkl, ip, default_f, water):
@@ -536,7 +543,7 @@ def block_sum(intensity, count, hs, ks, ls, f_latts, fhkl, ip, default_f, water)
         if default_f == 0.0:
             return intensity
         for j in range(count):
-            f_latt = narrow(f_latts[j])
+            f_latt = f_latts[j]
             if f_latt == 0.0 and water == 0.0:
                 continue
             intensity += default_f * default_f * f_latt * f_latt
@@ -545,7 +552,7 @@ def block_sum(intensity, count, hs, ks, ls, f_latts, fhkl, ip, default_f, water)
         f_near = nearest_structure_factor(int(hs[j]), int(ks[j]), int(ls[j]), fhkl, ip, default_f)
         if f_near == 0.0:
             continue
-        f_latt = narrow(f_latts[j])
+        f_latt = f_latts[j]
         if f_latt == 0.0 and water == 0.0:
             continue
         intensity += f_near * f_near * f_latt * f_latt
@@ -557,8 +564,9 @@ def fast_phi_mosaic_sum(intensity, cell_table, sx, sy, sz, fp, fhkl, ip):
     hs = scratch_block()
     ks = scratch_block()
     ls = scratch_block()
-    num = scratch_block()
-    den = scratch_block()
+    ds = scratch_block_real()
+    num = scratch_block_real()
+    den = scratch_block_real()
     total = cell_table.shape[0] * cell_table.shape[1]
     phi_tic = 0
     mos = 0
@@ -572,22 +580,22 @@ def fast_phi_mosaic_sum(intensity, cell_table, sx, sy, sz, fp, fhkl, ip):
             num[j] = 1.0
             den[j] = 1.0
         if na > 1:
-            block_axis(hs, count, na, num, den)
+            block_axis(hs, count, na, ds, num, den)
         else:
             for j in range(count):
                 hs[j] = ceil_float(hs[j] - 0.5)
         if nb > 1:
-            block_axis(ks, count, nb, num, den)
+            block_axis(ks, count, nb, ds, num, den)
         else:
             for j in range(count):
                 ks[j] = ceil_float(ks[j] - 0.5)
         if nc > 1:
-            block_axis(ls, count, nc, num, den)
+            block_axis(ls, count, nc, ds, num, den)
         else:
             for j in range(count):
                 ls[j] = ceil_float(ls[j] - 0.5)
         for j in range(count):
-            num[j] = narrow(num[j]) / narrow(den[j])
+            num[j] = num[j] / den[j]
         intensity = block_sum(intensity, count, hs, ks, ls, num, fhkl, ip, fp[FP_DEFAULT_F], fp[FP_WATER])
     return intensity
 
