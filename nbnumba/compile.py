@@ -176,13 +176,15 @@ def cpu_bindings(precision: str = "double") -> dict:
 
 
 @functools.cache
-def cpu_functions(precision: str = "double") -> types.SimpleNamespace:
+def cpu_functions(precision: str = "double", fast_path: bool = True) -> types.SimpleNamespace:
     """The physics compiled with ``numba.njit`` (CPU).
 
     ``precision="single"`` is the build of the float32 kernels: the
     functions of ``physics.SINGLE_PRECISION_VARIANTS`` (shorter series, as
     accurate as float32 can hold) replace their double-precision versions.
-    The placeholders of :func:`cpu_bindings` are bound to their CPU versions.
+    The placeholders of :func:`cpu_bindings` are bound to their CPU versions;
+    ``fast_path=False`` leaves ``physics.FAST_PATH`` off (the general loop
+    only: what the tests compare the fast path with).
     """
     from numba import njit
 
@@ -190,7 +192,9 @@ def cpu_functions(precision: str = "double") -> types.SimpleNamespace:
         inline = "always" if name in CPU_INLINE else "never"
         return njit(fn, cache=False, nogil=True, error_model="numpy", _nrt=False, inline=inline)
 
-    return _build(decorate, precision, cpu_bindings(precision))
+    bindings = cpu_bindings(precision)
+    bindings["FAST_PATH"] = fast_path
+    return _build(decorate, precision, bindings)
 
 
 @functools.cache
