@@ -108,3 +108,25 @@ def test_general_loop_in_the_cuda_build_source():
     assert physics.FAST_PATH is False
     assert cpu_functions("double").pixel_intensity.py_func.__globals__["FAST_PATH"] is True
     assert cpu_functions("double", False).pixel_intensity.py_func.__globals__["FAST_PATH"] is False
+
+
+def test_fast_path_branch_is_pruned_without_the_cpu_bindings():
+    """Without :func:`~nbnumba.compile.cpu_bindings` (as in the CUDA build) the fast path is never typed.
+
+    Its portable placeholders (a Python list as work array) cannot compile
+    without Numba's runtime, so this compiles only because the branch on
+    ``FAST_PATH`` is pruned before typing, by the same frontend pass the
+    CUDA compiler runs.
+    """
+    from nbnumba import compile as compile_module
+
+    def decorate(fn, name):
+        inline = "always" if name in compile_module.CPU_INLINE else "never"
+        return njit(fn, error_model="numpy", _nrt=False, inline=inline)
+
+    prep = prepare(triclinic_config("parity"))
+    arrays = kernel_arrays(prep, "float64")
+    plain = compile_module._build(decorate, "double")
+    rendered, value, _, _ = plain.render_raster_pixel(3, *arrays, 0, 99, prep.scale)
+    reference = cpu_functions("double").render_raster_pixel(3, *arrays, 0, 99, prep.scale)
+    assert rendered == 1 and value == reference[1]
