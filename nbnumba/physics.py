@@ -435,6 +435,7 @@ def lattice_factor(shape, h, k, l, h0, k0, l0, fp, exact):
 # rounding instructions.
 FAST_PATH = False
 FAST_BLOCK = 64
+FAST_MIN_EVALUATIONS = 2  # one evaluation per sub-pixel and source: the general loop is faster
 
 
 def scratch_block():
@@ -459,7 +460,8 @@ def ceil_float(x):
 
 def fast_path_applies(ip, pass_kind, interpolate):
     """True where :func:`pixel_intensity` may use the block evaluation (see ``FAST_PATH``)."""
-    return (pass_kind == PASS_RENDER and ip[IP_SHAPE] == SHAPE_SQUARE and ip[IP_EXACT_SINCG] == 0
+    return (pass_kind == PASS_RENDER and ip[IP_PHISTEPS] * ip[IP_DOMAINS] >= FAST_MIN_EVALUATIONS
+            and ip[IP_SHAPE] == SHAPE_SQUARE and ip[IP_EXACT_SINCG] == 0
             and not interpolate and ip[IP_OS_THICK] == 0 and ip[IP_OS_POLAR] == 0 and ip[IP_OS_OMEGA] == 0)
 
 

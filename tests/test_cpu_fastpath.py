@@ -62,7 +62,8 @@ FAST_CASES = {
                                mosaic_seed=-3, phi0=0.0, osc=1.0 * DEG, phisteps=10),
     # mixed axes, one of them a single cell; a structure-factor table with zeros
     "spec-mixed-hkl": dict(mode="spec", Na=1, Nb=4, Nc=17, phi0=0.0, osc=1.0 * DEG, phisteps=5, hkl=_hkl_grid()),
-    "parity-hkl-one-step": dict(mode="parity", Na=36, Nb=7, Nc=29, hkl=_hkl_grid(3)),
+    "parity-hkl-two-steps": dict(mode="parity", Na=36, Nb=7, Nc=29, phi0=0.0, osc=0.5 * DEG, phisteps=2,
+                                 hkl=_hkl_grid(3)),
 }
 
 
@@ -81,8 +82,13 @@ def test_fast_path_is_bit_identical(case, dtype):
 
 def test_fast_path_applies_only_to_the_common_case():
     ip = np.zeros(physics.IP_SIZE, dtype=np.int64)
+    ip[physics.IP_PHISTEPS] = 2
+    ip[physics.IP_DOMAINS] = 1
     render = physics.PASS_RENDER
     assert physics.fast_path_applies(ip, render, False)
+    single = ip.copy()
+    single[physics.IP_PHISTEPS] = 1
+    assert not physics.fast_path_applies(single, render, False)  # one evaluation: the general loop
     assert not physics.fast_path_applies(ip, render, True)  # interpolation
     assert not physics.fast_path_applies(ip, physics.PASS_FIND_OUT_OF_RANGE, False)
     for index, value in ((physics.IP_SHAPE, physics.SHAPE_GAUSS), (physics.IP_EXACT_SINCG, 1),
