@@ -54,7 +54,8 @@ CPU_INLINE = frozenset({"sinpi_small", "cospi_small", "sincg_reduced", "sincg", 
                         "rotate_about_axis", "polarization_factor", "to_float", "narrow", "floor_int", "ceil_int",
                         "solid_angle", "layer_capture_fraction", "scattering_vector", "beyond_resolution",
                         "source_polarization", "miller_indices", "distance_and_direction",
-                        "reflection_slot", "scale_terms"})
+                        "reflection_slot", "scale_terms", "chebyshev_u", "block_miller", "block_axis",
+                        "block_sum", "fast_path_applies"})
 
 
 PRECISIONS = ("double", "single")
@@ -83,11 +84,13 @@ def precision_of(dtype: str) -> str:
     return "single" if str(dtype) == "float32" else "double"
 
 
-def _build(decorate, precision: str = "double") -> types.SimpleNamespace:
+def _build(decorate, precision: str = "double", target_bindings: dict | None = None) -> types.SimpleNamespace:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     variants = physics.SINGLE_PRECISION_VARIANTS if precision == "single" else {}
     namespace = dict(vars(physics))
+    target_bindings = target_bindings or {}
+    namespace.update(target_bindings)
     if precision == "single":
         import numpy as np
         from numba import types as nbtypes
@@ -99,8 +102,8 @@ def _build(decorate, precision: str = "double") -> types.SimpleNamespace:
                 namespace[key] = np.float32(value)
     sources = {}
     for name in _physics_function_names():
-        if name in variants.values():
-            continue  # compiled under the name it replaces
+        if name in variants.values() or name in target_bindings:
+            continue  # compiled under the name it replaces, or bound for the target
         fn = getattr(physics, variants.get(name, name))
         sources[name] = (fn, fn.__code__ if precision == "double" else _float32_literals(fn.__code__))
     return compile_set(sources, namespace, decorate)
@@ -120,13 +123,68 @@ def compile_set(sources: dict, namespace: dict, decorate) -> types.SimpleNamespa
     return types.SimpleNamespace(**compiled)
 
 
+def cpu_bindings(precision: str = "double") -> dict:
+    """What the CPU builds bind in place of physics' portable placeholders.
+
+    ``FAST_PATH`` on; ``scratch_block`` a float64 array of
+    ``physics.FAST_BLOCK`` on the stack of the calling function (the CPU
+    builds have no allocator), ``scratch_block_real`` the same of the
+    precision's lattice-factor type (float32 for ``single``); ``floor_float`` and ``ceil_float`` the
+    rounding instructions (``np.floor``/``np.ceil`` of a scalar), which
+    vectorise where ``float(math.floor(x))`` goes through an integer.
+    """
+    import numpy as np
+    from numba import njit
+    from numba import types as nbtypes
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+    from numba.np.arrayobj import make_array, populate_array
+
+    block = physics.FAST_BLOCK
+
+    def stack_array(dtype, itembytes):
+        array_type = nbtypes.Array(dtype, 1, "C")
+
+        @intrinsic
+        def scratch(typingctx):
+            def codegen(context, builder, signature, args):
+                # at the entry block of the function being lowered: intrinsics
+                # are expanded in their caller
+                data = cgutils.alloca_once(builder, context.get_value_type(dtype), size=block)
+                ary = make_array(array_type)(context, builder)
+                itemsize = context.get_constant(nbtypes.intp, itembytes)
+                shape = cgutils.pack_array(builder, [context.get_constant(nbtypes.intp, block)])
+                populate_array(ary, data=data, shape=shape, strides=cgutils.pack_array(builder, [itemsize]),
+                               itemsize=itemsize, meminfo=None)
+                return ary._getvalue()
+
+            return array_type(), codegen
+
+        return scratch
+
+    def floor_float(x):
+        return np.floor(x)
+
+    def ceil_float(x):
+        return np.ceil(x)
+
+    options = dict(cache=False, nogil=True, error_model="numpy", _nrt=False, inline="always")
+    real = (nbtypes.float32, 4) if precision == "single" else (nbtypes.float64, 8)
+    return {"FAST_PATH": True, "scratch_block": stack_array(nbtypes.float64, 8),
+            "scratch_block_real": stack_array(*real),
+            "floor_float": njit(**options)(floor_float), "ceil_float": njit(**options)(ceil_float)}
+
+
 @functools.cache
-def cpu_functions(precision: str = "double") -> types.SimpleNamespace:
+def cpu_functions(precision: str = "double", fast_path: bool = True) -> types.SimpleNamespace:
     """The physics compiled with ``numba.njit`` (CPU).
 
     ``precision="single"`` is the build of the float32 kernels: the
     functions of ``physics.SINGLE_PRECISION_VARIANTS`` (shorter series, as
     accurate as float32 can hold) replace their double-precision versions.
+    The placeholders of :func:`cpu_bindings` are bound to their CPU versions;
+    ``fast_path=False`` leaves ``physics.FAST_PATH`` off (the general loop
+    only: what the tests compare the fast path with).
     """
     from numba import njit
 
@@ -134,7 +192,9 @@ def cpu_functions(precision: str = "double") -> types.SimpleNamespace:
         inline = "always" if name in CPU_INLINE else "never"
         return njit(fn, cache=False, nogil=True, error_model="numpy", _nrt=False, inline=inline)
 
-    return _build(decorate, precision)
+    bindings = cpu_bindings(precision)
+    bindings["FAST_PATH"] = fast_path
+    return _build(decorate, precision, bindings)
 
 
 @functools.cache

@@ -420,6 +420,188 @@ def lattice_factor(shape, h, k, l, h0, k0, l0, fp, exact):
     return 0.0
 
 
+# ------------------------------------------------------------------ fast path
+# The common case -- square crystal, the reduced sincg (not C's exact one),
+# nearest-neighbour structure factors, no per-sub-pixel weights, a render
+# pass -- runs the phi/mosaic loop of a (sub-pixel, source) in blocks of
+# FAST_BLOCK evaluations: Miller indices for the block, then one
+# branch-free loop per crystal axis over the block (which the CPU compiler
+# turns into SIMD code across evaluations), then the structure factors and
+# the running sum in C's order.  Every value is computed by the same
+# operations as in the general loop, so the result is bit for bit the same.
+# FAST_PATH is False here and in the CUDA build (the branch is pruned at
+# compile time); nbnumba.compile turns it on for the CPU builds and binds
+# scratch_block to a stack array and floor_float / ceil_float to the
+# rounding instructions.
+FAST_PATH = False
+FAST_BLOCK = 64
+FAST_MIN_EVALUATIONS = 2  # one evaluation per sub-pixel and source: the general loop is faster
+
+
+def scratch_block():
+    """A work array of ``FAST_BLOCK`` floats (float64); a stack array in the CPU builds."""
+    return [0.0] * FAST_BLOCK
+
+
+def scratch_block_real():
+    """A work array of ``FAST_BLOCK`` floats of the lattice-factor precision (see :func:`narrow`)."""
+    return [0.0] * FAST_BLOCK
+
+
+def floor_float(x):
+    """``floor(x)`` as a float (the same value as ``to_float(floor_int(x))``, without integer conversions)."""
+    return float(math.floor(x))
+
+
+def ceil_float(x):
+    """``ceil(x)`` as a float (see :func:`floor_float`)."""
+    return float(math.ceil(x))
+
+
+def fast_path_applies(ip, pass_kind, interpolate):
+    """True where :func:`pixel_intensity` may use the block evaluation (see ``FAST_PATH``)."""
+    return (pass_kind == PASS_RENDER and ip[IP_PHISTEPS] * ip[IP_DOMAINS] >= FAST_MIN_EVALUATIONS
+            and ip[IP_SHAPE] == SHAPE_SQUARE and ip[IP_EXACT_SINCG] == 0
+            and not interpolate and ip[IP_OS_THICK] == 0 and ip[IP_OS_POLAR] == 0 and ip[IP_OS_OMEGA] == 0)
+
+
+def chebyshev_u(d, m):
+    """The Chebyshev branch of :func:`sincg_reduced` for ``m <= CHEBYSHEV_MAX_N``, without a data-dependent loop.
+
+    The recurrence always runs ``CHEBYSHEV_MAX_N - 2`` steps and keeps the
+    first ``m - 2`` of them (the same operations, so the same value), so
+    the caller's loop over evaluations has no inner loop and vectorises.
+    """
+    two_c = 2.0 * cospi_small(d)
+    u_prev = 1.0
+    u = two_c
+    for step in range(CHEBYSHEV_MAX_N - 2):
+        u_next = two_c * u - u_prev
+        if step < m - 2:
+            u_prev = u
+            u = u_next
+    if m == 1:
+        u = 1.0
+    return u
+
+
+def block_miller(cell_table, phi_tic, mos, count, sx, sy, sz, hs, ks, ls):
+    """Fractional Miller indices of ``count`` evaluations from ``(phi_tic, mos)`` on (as :func:`miller_indices`).
+
+    Returns the ``(phi_tic, mos)`` that follows the block.
+    """
+    domains = cell_table.shape[1]
+    for j in range(count):
+        hs[j] = (cell_table[phi_tic, mos, 0] * sx + cell_table[phi_tic, mos, 1] * sy
+                 + cell_table[phi_tic, mos, 2] * sz)
+        ks[j] = (cell_table[phi_tic, mos, 3] * sx + cell_table[phi_tic, mos, 4] * sy
+                 + cell_table[phi_tic, mos, 5] * sz)
+        ls[j] = (cell_table[phi_tic, mos, 6] * sx + cell_table[phi_tic, mos, 7] * sy
+                 + cell_table[phi_tic, mos, 8] * sz)
+        mos += 1
+        if mos == domains:
+            mos = 0
+            phi_tic += 1
+    return phi_tic, mos
+
+
+def block_axis(vals, count, n, ds, num, den):
+    """One axis of :func:`lattice_factor` (reduced sincg) for a block of evaluations.
+
+    ``vals[j]`` (a fractional index) is replaced by its nearest integer (as a
+    float); ``num[j]`` and ``den[j]`` are multiplied by the axis's pair from
+    :func:`sincg_reduced`, in its precision.  Two loops: the reduction to
+    the nearest integer in float64 (into ``ds``), then the series in the
+    lattice-factor precision, so that a single-precision build fills whole
+    vectors of float32.
+    """
+    for j in range(count):
+        h = vals[j]
+        h0 = ceil_float(h - 0.5)
+        vals[j] = h0
+        ds[j] = narrow(h - h0)
+    m = int(n)
+    if m <= CHEBYSHEV_MAX_N:
+        for j in range(count):
+            num[j] = num[j] * chebyshev_u(ds[j], m)
+    else:
+        nn = narrow(n)
+        for j in range(count):
+            d = ds[j]
+            nd = nn * d
+            f = nd - narrow(floor_float(nd + 0.5))
+            s_num = sinpi_small(f)
+            s_den = sinpi_small(d)
+            if d == 0.0:
+                s_num = nn
+                s_den = 1.0
+            num[j] = num[j] * s_num
+            den[j] = den[j] * s_den
+
+
+def block_sum(intensity, count, hs, ks, ls, f_latts, fhkl, ip, default_f, water):
+    """Add a block's ``F^2 F_latt^2`` to ``intensity`` in evaluation order (as the general loop does)."""
+    if ip[IP_HKLS] == 0:  # every F is default_f: a plain sum
+        if default_f == 0.0:
+            return intensity
+        for j in range(count):
+            f_latt = f_latts[j]
+            if f_latt == 0.0 and water == 0.0:
+                continue
+            intensity += default_f * default_f * f_latt * f_latt
+        return intensity
+    for j in range(count):
+        f_near = nearest_structure_factor(int(hs[j]), int(ks[j]), int(ls[j]), fhkl, ip, default_f)
+        if f_near == 0.0:
+            continue
+        f_latt = f_latts[j]
+        if f_latt == 0.0 and water == 0.0:
+            continue
+        intensity += f_near * f_near * f_latt * f_latt
+    return intensity
+
+
+def fast_phi_mosaic_sum(intensity, cell_table, sx, sy, sz, fp, fhkl, ip):
+    """The phi/mosaic loop of :func:`pixel_intensity` in the fast-path case, in blocks of ``FAST_BLOCK``."""
+    hs = scratch_block()
+    ks = scratch_block()
+    ls = scratch_block()
+    ds = scratch_block_real()
+    num = scratch_block_real()
+    den = scratch_block_real()
+    total = cell_table.shape[0] * cell_table.shape[1]
+    phi_tic = 0
+    mos = 0
+    na = fp[FP_NA]
+    nb = fp[FP_NB]
+    nc = fp[FP_NC]
+    for start in range(0, total, FAST_BLOCK):
+        count = min(FAST_BLOCK, total - start)
+        phi_tic, mos = block_miller(cell_table, phi_tic, mos, count, sx, sy, sz, hs, ks, ls)
+        for j in range(count):
+            num[j] = 1.0
+            den[j] = 1.0
+        if na > 1:
+            block_axis(hs, count, na, ds, num, den)
+        else:
+            for j in range(count):
+                hs[j] = ceil_float(hs[j] - 0.5)
+        if nb > 1:
+            block_axis(ks, count, nb, ds, num, den)
+        else:
+            for j in range(count):
+                ks[j] = ceil_float(ks[j] - 0.5)
+        if nc > 1:
+            block_axis(ls, count, nc, ds, num, den)
+        else:
+            for j in range(count):
+                ls[j] = ceil_float(ls[j] - 0.5)
+        for j in range(count):
+            num[j] = num[j] / den[j]
+        intensity = block_sum(intensity, count, hs, ks, ls, num, fhkl, ip, fp[FP_DEFAULT_F], fp[FP_WATER])
+    return intensity
+
+
 def nearest_structure_factor(h0, k0, l0, fhkl, ip, default_f):
     """Structure factor of the nearest reciprocal-lattice point."""
     if (
@@ -669,6 +851,8 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
     capture_fraction = 0.0
     fresh = first_pixel
     out_of_range = 0
+    if FAST_PATH:
+        fast = fast_path_applies(ip, pass_kind, interpolate)
 
     for thick_tic in range(thicksteps):
         odet_depth = to_float(thick_tic) * thickstep
@@ -697,6 +881,12 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                     cell_table = cells
                     if fresh:
                         cell_table = cells_first
+                    if FAST_PATH:
+                        if fast:
+                            intensity = fast_phi_mosaic_sum(
+                                intensity, cell_table, sx, sy, sz, fp, fhkl, ip)
+                            fresh = False
+                            continue
                     for phi_tic in range(phisteps):
                         for mos in range(domains):
                             h, k, l, h0, k0, l0 = miller_indices(cell_table, phi_tic, mos, sx, sy, sz)
