@@ -136,31 +136,10 @@ def cpu_bindings(precision: str = "double") -> dict:
     import numpy as np
     from numba import njit
     from numba import types as nbtypes
-    from numba.core import cgutils
-    from numba.extending import intrinsic
-    from numba.np.arrayobj import make_array, populate_array
+
+    from .kernels._numba_internals import stack_array
 
     block = physics.FAST_BLOCK
-
-    def stack_array(dtype, itembytes):
-        array_type = nbtypes.Array(dtype, 1, "C")
-
-        @intrinsic
-        def scratch(typingctx):
-            def codegen(context, builder, signature, args):
-                # at the entry block of the function being lowered: intrinsics
-                # are expanded in their caller
-                data = cgutils.alloca_once(builder, context.get_value_type(dtype), size=block)
-                ary = make_array(array_type)(context, builder)
-                itemsize = context.get_constant(nbtypes.intp, itembytes)
-                shape = cgutils.pack_array(builder, [context.get_constant(nbtypes.intp, block)])
-                populate_array(ary, data=data, shape=shape, strides=cgutils.pack_array(builder, [itemsize]),
-                               itemsize=itemsize, meminfo=None)
-                return ary._getvalue()
-
-            return array_type(), codegen
-
-        return scratch
 
     def floor_float(x):
         return np.floor(x)
@@ -170,8 +149,8 @@ def cpu_bindings(precision: str = "double") -> dict:
 
     options = dict(cache=False, nogil=True, error_model="numpy", _nrt=False, inline="always")
     real = (nbtypes.float32, 4) if precision == "single" else (nbtypes.float64, 8)
-    return {"FAST_PATH": True, "scratch_block": stack_array(nbtypes.float64, 8),
-            "scratch_block_real": stack_array(*real),
+    return {"FAST_PATH": True, "scratch_block": stack_array(nbtypes.float64, 8, block),
+            "scratch_block_real": stack_array(*real, block),
             "floor_float": njit(**options)(floor_float), "ceil_float": njit(**options)(ceil_float)}
 
 

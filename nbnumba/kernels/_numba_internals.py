@@ -139,3 +139,41 @@ def add_stamped_locators(prefix: str, extra_stamp, accepts, exclude=frozenset())
             _get(base, name, f"numba cache locator {base.__name__}")
     classes[:0] = [variant(cls) for cls in classes if cls.__name__ not in exclude]
     setattr(impl, marker, True)
+
+
+def stack_array(dtype, itembytes: int, size: int):
+    """A Numba intrinsic: a C-contiguous 1-d array of ``size`` ``dtype`` items on the caller's stack.
+
+    For the CPU builds, which run without Numba's allocator (``_nrt=False``):
+    the storage is an ``alloca`` at the entry block of the function the
+    intrinsic is expanded in, so it lives as long as that call.
+    """
+    check()
+    import importlib
+
+    from numba import types as nbtypes
+    from numba.extending import intrinsic
+
+    try:
+        cgutils = importlib.import_module("numba.core.cgutils")
+        arrayobj = importlib.import_module("numba.np.arrayobj")
+    except ImportError as exc:
+        raise NumbaInternalsError(f"{exc}: update nbnumba/kernels/_numba_internals.py") from None
+    make_array = _get(arrayobj, "make_array", "numba.np.arrayobj")
+    populate_array = _get(arrayobj, "populate_array", "numba.np.arrayobj")
+    array_type = nbtypes.Array(dtype, 1, "C")
+
+    @intrinsic
+    def scratch(typingctx):
+        def codegen(context, builder, signature, args):
+            data = cgutils.alloca_once(builder, context.get_value_type(dtype), size=size)
+            ary = make_array(array_type)(context, builder)
+            itemsize = context.get_constant(nbtypes.intp, itembytes)
+            shape = cgutils.pack_array(builder, [context.get_constant(nbtypes.intp, size)])
+            populate_array(ary, data=data, shape=shape, strides=cgutils.pack_array(builder, [itemsize]),
+                           itemsize=itemsize, meminfo=None)
+            return ary._getvalue()
+
+        return array_type(), codegen
+
+    return scratch
