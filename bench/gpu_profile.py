@@ -26,9 +26,8 @@ def main():
                     help="profile the whole nanoBragg command (cProfile, CUDA backend, parity) instead")
     ns = ap.parse_args()
     golden = Path(ns.golden)
-    from gpu_run import QUIET, w3_args
-
     from nbnumba import simulate
+    from nbnumba.bench import COMMON, w3_args
     from nbnumba.cargs import config_from_args
 
     work = tempfile.mkdtemp(prefix="nbprof_")
@@ -37,7 +36,7 @@ def main():
     cwd = os.getcwd()
     os.chdir(work)
     try:
-        cfg, _ = config_from_args((w3_args(golden) + QUIET).split() + ["-mode", "spec"])
+        cfg, _ = config_from_args(w3_args(golden) + COMMON + ["-mode", "spec"])
     finally:
         os.chdir(cwd)
     if ns.command:
@@ -48,7 +47,7 @@ def main():
 
         from nbnumba.runner import run_nanobragg
 
-        argv = (w3_args(golden) + QUIET).split() + ["-mode", "parity", "-backend", ns.backend]
+        argv = w3_args(golden) + COMMON + ["-mode", "parity", "-backend", ns.backend]
         os.chdir(work)
         with redirect_stdout(io.StringIO()):
             run_nanobragg(list(argv), out=io.StringIO())  # compile, warm caches

@@ -24,20 +24,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-W1 = "-default_F 100 -cell 100 100 100 90 90 90 -lambda 6.2 -N 5 -detpixels 1024 -pixel 0.1 -distance 100"
-W2 = ("-default_F 100 -cell 70 80 90 75 85 95 -lambda 1.0 -N 5 -detpixels 512 -pixel 0.1 -distance 100 "
-      "-misset 10 20 30 -mosaic 0.5 -mosaic_dom 5 -phi 0 -osc 90 -phisteps 9 -oversample 2")
-QUIET = " -nonoise -nopgm -noprogress"
-
-
-def w3_args(golden: Path) -> str:
-    case = json.loads((golden / "pilatus_roi" / "case.json").read_text())
-    args = list(case["args"])
-    i = args.index("-roi")
-    del args[i:i + 5]
-    i = args.index("-floatfile")
-    del args[i:i + 2]
-    return " ".join(args)
+# the workloads of nbnumba.bench (W1, W2; W3 from the golden case pilatus_roi), quiet
+from nbnumba.bench import COMMON, W1, W2, set_flag, w3_args  # noqa: E402
 
 
 def timed_kernel(cfg, backend, dtype, repeats):
@@ -81,22 +69,18 @@ def device_sweep(cfg, dtype, repeats, variants):
     rows = []
     for threads, max_regs in variants:
         backend = CudaBackend(dtype, threads_per_block=threads, max_registers=max_regs)
-        original = driver.make_backend
-        driver.make_backend = lambda *a, **k: backend
         row = {"threads": threads, "max_registers": max_regs}
         try:
-            driver.render_flat(prep, "cuda", dtype)  # compile
+            driver.render_flat(prep, backend, dtype)  # compile
             times = []
             for _ in range(repeats):
                 backend.device_seconds = 0.0
-                driver.render_flat(prep, "cuda", dtype)
+                driver.render_flat(prep, backend, dtype)
                 times.append(backend.device_seconds)
             row["device_kernel_s"] = float(np.median(times))
             row.update(kernel_resources(backend))
         except Exception as exc:  # a block too large for the kernel's registers, say
             row["error"] = str(exc).splitlines()[0][:200]
-        finally:
-            driver.make_backend = original
         rows.append(row)
         print("  sweep", dtype, json.dumps(row), flush=True)
     return rows
@@ -186,12 +170,12 @@ def main():
         shutil.copy(golden / "inputs" / f, Path(work) / f)
     loads = {"W1": W1, "W2": W2, "W3": w3_args(golden)}
     if ns.quick:
-        loads = {"W1": W1.replace("1024", "24"), "W2": W2.replace("512", "16"),
-                 "W3": w3_args(golden) + " -roi 1100 1103 1000 1001"}
+        loads = {"W1": set_flag(W1, "-detpixels", 24), "W2": set_flag(W2, "-detpixels", 16),
+                 "W3": w3_args(golden, roi=["-roi", "1100", "1103", "1000", "1001"])}
     reps = 1 if ns.quick else ns.repeats
     cwd = os.getcwd()
     for wname, wargs in loads.items():
-        argv = (wargs + QUIET).split()
+        argv = list(wargs) + COMMON
         os.chdir(work)
         try:
             cfg_p, _ = config_from_args(argv + ["-mode", "parity"])

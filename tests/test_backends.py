@@ -251,3 +251,18 @@ def test_simulator_flag_consistent():
 
     assert cuda_simulated() == (os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"))
     assert GOLDEN_DIR.name == "golden"
+
+
+def test_backend_object_with_its_own_block_size(cuda_backend):
+    """render_flat takes a backend object; a block of 32 threads (its own solid-angle reduction): the same frame."""
+    from nbnumba.kernels.cuda import CudaBackend
+    from nbnumba.kernels.driver import render_flat
+    from nbnumba.prepare import prepare
+
+    prep = prepare(_cfg("parity"))
+    image, omega = render_flat(prep, "cuda")
+    small = CudaBackend("float64", threads_per_block=32)
+    image32, omega32 = render_flat(prep, small)
+    assert image.max() > 0.0
+    np.testing.assert_array_equal(image32, image)
+    assert omega32 == pytest.approx(omega, rel=1e-15)

@@ -94,8 +94,10 @@ def _split(lo: int, hi: int, step: int) -> list[tuple[int, int]]:
     return [(a, min(a + step, hi)) for a in range(lo, hi, step)]
 
 
-def make_backend(backend: str, dtype: str, nthreads: int | None = None, row: int = 1):
-    """The backend object of ``backend`` (``cpu`` or ``cuda``)."""
+def make_backend(backend, dtype: str, nthreads: int | None = None, row: int = 1):
+    """The backend object of ``backend`` (``cpu`` or ``cuda``); a backend object is returned as it is."""
+    if not isinstance(backend, str):
+        return backend
     if backend == "cuda":
         from .cuda import CudaBackend
 
@@ -177,11 +179,13 @@ def out_of_grid_pixel(prep) -> int:
     return _first_flagged(backend, "out_of_range", kernel_arrays(prep, "float64"), first_swept_pixel(prep), [(lo, hi)])
 
 
-def render_flat(prep, backend: str = "cpu", dtype: str = "float64", out_dtype=np.float32,
+def render_flat(prep, backend="cpu", dtype: str = "float64", out_dtype=np.float32,
                 nthreads: int | None = None, tile_pixels: int | None = None, progress=None,
                 timings: dict | None = None) -> tuple[np.ndarray, float]:
     """Render a prepared run; return the flat image (raster order) and the summed solid angle.
 
+    ``backend`` is ``cpu``, ``cuda`` or a backend object (a
+    :class:`nbnumba.kernels.cuda.CudaBackend` with its own block size, say).
     The CPU backend can write the pixel values before C's float32 rounding
     (``out_dtype=np.float64``, used by the finite-difference gradients); the
     CUDA backend always returns float32.  ``tile_pixels`` bounds the pixels
@@ -193,7 +197,7 @@ def render_flat(prep, backend: str = "cpu", dtype: str = "float64", out_dtype=np
     n = prep.fpixels * prep.spixels
     first_index = first_swept_pixel(prep)
     runner = make_backend(backend, dtype, nthreads=nthreads, row=prep.fpixels)
-    if backend == "cuda":
+    if runner.name == "cuda":
         out_dtype = np.float32
     image = np.zeros(n, dtype=out_dtype)
     lo, hi = roi_span(prep)
