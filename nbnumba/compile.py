@@ -53,7 +53,7 @@ CPU_INLINE = frozenset({"sinpi_small", "cospi_small", "sincg_reduced", "sincg", 
                         "render_raster_pixel", "raster_position", "lattice_factor", "interpolation_out_of_range",
                         "rotate_about_axis", "polarization_factor", "to_float", "narrow", "floor_int", "ceil_int",
                         "solid_angle", "layer_capture_fraction", "scattering_vector", "beyond_resolution",
-                        "source_polarization", "miller_indices", "distance_and_direction",
+                        "source_polarization", "miller_indices", "fractional_indices", "distance_and_direction",
                         "reflection_slot", "scale_terms", "chebyshev_u", "block_miller", "block_axis",
                         "block_sum", "fast_path_applies"})
 

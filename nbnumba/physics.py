@@ -486,18 +486,13 @@ def chebyshev_u(d, m):
 
 
 def block_miller(cell_table, phi_tic, mos, count, sx, sy, sz, hs, ks, ls):
-    """Fractional Miller indices of ``count`` evaluations from ``(phi_tic, mos)`` on (as :func:`miller_indices`).
+    """Fractional Miller indices of ``count`` evaluations from ``(phi_tic, mos)`` on (:func:`fractional_indices`).
 
     Returns the ``(phi_tic, mos)`` that follows the block.
     """
     domains = cell_table.shape[1]
     for j in range(count):
-        hs[j] = (cell_table[phi_tic, mos, 0] * sx + cell_table[phi_tic, mos, 1] * sy
-                 + cell_table[phi_tic, mos, 2] * sz)
-        ks[j] = (cell_table[phi_tic, mos, 3] * sx + cell_table[phi_tic, mos, 4] * sy
-                 + cell_table[phi_tic, mos, 5] * sz)
-        ls[j] = (cell_table[phi_tic, mos, 6] * sx + cell_table[phi_tic, mos, 7] * sy
-                 + cell_table[phi_tic, mos, 8] * sz)
+        hs[j], ks[j], ls[j] = fractional_indices(cell_table, phi_tic, mos, sx, sy, sz)
         mos += 1
         if mos == domains:
             mos = 0
@@ -760,14 +755,20 @@ def source_polarization(kahn, sources, source, dx, dy, dz):
     )
 
 
-def miller_indices(cell_table, phi_tic, mos, sx, sy, sz):
-    """Fractional ``(h, k, l)`` of scattering vector ``s`` and the nearest lattice point ``(h0, k0, l0)``."""
+def fractional_indices(cell_table, phi_tic, mos, sx, sy, sz):
+    """Fractional ``(h, k, l)`` of scattering vector ``s`` for phi step ``phi_tic`` and domain ``mos``."""
     h = (cell_table[phi_tic, mos, 0] * sx + cell_table[phi_tic, mos, 1] * sy
          + cell_table[phi_tic, mos, 2] * sz)
     k = (cell_table[phi_tic, mos, 3] * sx + cell_table[phi_tic, mos, 4] * sy
          + cell_table[phi_tic, mos, 5] * sz)
     l = (cell_table[phi_tic, mos, 6] * sx + cell_table[phi_tic, mos, 7] * sy
          + cell_table[phi_tic, mos, 8] * sz)
+    return h, k, l
+
+
+def miller_indices(cell_table, phi_tic, mos, sx, sy, sz):
+    """Fractional ``(h, k, l)`` of scattering vector ``s`` and the nearest lattice point ``(h0, k0, l0)``."""
+    h, k, l = fractional_indices(cell_table, phi_tic, mos, sx, sy, sz)
     return h, k, l, ceil_int(h - 0.5), ceil_int(k - 0.5), ceil_int(l - 0.5)
 
 
