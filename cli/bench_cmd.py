@@ -52,7 +52,10 @@ def _worker_counts(ctx, param, value):
 @click.option("--scan-workers", default="1,2", show_default=True, callback=_worker_counts,
               help="Dask worker counts of the scan workload (a local cluster each, one thread per worker); "
                    "'none': local runs only.")
-def bench(quick, repeats, w3_repeats, workloads, threads, c_bin, backend, out_dir, no_compile, scan_workers):
+@click.option("--server", is_flag=True,
+              help="Also time our command through a command server (`nbnumba server`, started for each case "
+                   "in a private folder): the `served` columns.")
+def bench(quick, repeats, w3_repeats, workloads, threads, c_bin, backend, out_dir, no_compile, scan_workers, server):
     """Benchmark nbnumba (kernel and whole command) against the C nanoBragg.
 
     C and our command alternate run by run; medians and the ratio C time /
@@ -63,7 +66,7 @@ def bench(quick, repeats, w3_repeats, workloads, threads, c_bin, backend, out_di
 
     settings = Settings(quick=quick, repeats=repeats, threads=threads, c_bin=c_bin or None, backend=backend,
                         workloads=workloads, w3_repeats=w3_repeats, compile=not no_compile,
-                        scan_workers=scan_workers)
+                        scan_workers=scan_workers, server=server)
     try:
         result = run_benchmarks(settings, log=click.echo)
     except BenchError as exc:

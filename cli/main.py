@@ -94,3 +94,6 @@ nbnumba.add_command(_compare)
 from .refine_f_cmd import refine_f as _refine_f  # noqa: E402
 
 nbnumba.add_command(_refine_f)
+from .server_cmd import server as _server_group  # noqa: E402
+
+nbnumba.add_command(_server_group)

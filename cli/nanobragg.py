@@ -104,14 +104,11 @@ def run_command_line(args) -> None:
     sys.exit(code)
 
 
-def main() -> None:  # pragma: no cover - entry point
-    """Console script ``nanoBragg``.
+def command(argv) -> int:
+    """Run the nanoBragg command line ``argv`` in this process; its exit status.
 
-    A one-shot render allocates large arrays and imports numpy; tearing
-    those down costs about 20 ms, a tenth of a small run.  Every output file
-    is complete (written and renamed into place) before the command returns,
-    so once the exit status is known the process flushes its streams and
-    ends without the teardown.
+    What :func:`main` does once it knows that no server takes the command,
+    and what the server's child runs (:mod:`nbnumba_cli._server`).
     """
     import warnings
 
@@ -121,7 +118,7 @@ def main() -> None:  # pragma: no cover - entry point
     handle_sigterm()
     _lean_startup()  # here, not in run_command_line: in-process callers may still want SciPy
     try:
-        run_command_line(sys.argv[1:])
+        run_command_line(argv)
         code = 0
     except SystemExit as exc:
         code = exc.code
@@ -137,4 +134,29 @@ def main() -> None:  # pragma: no cover - entry point
             stream.flush()
         except (OSError, ValueError):
             code = code or 1
+    return code
+
+
+def main() -> None:  # pragma: no cover - entry point
+    """Console script ``nanoBragg``.
+
+    First offers the command to this user's server, if one runs
+    (:mod:`nbnumba_cli._client`, ``NBNUMBA_SERVER``); else runs it here.
+    A one-shot render allocates large arrays and imports numpy; tearing
+    those down costs about 20 ms, a tenth of a small run.  Every output file
+    is complete (written and renamed into place) before the command returns,
+    so once the exit status is known the process flushes its streams and
+    ends without the teardown.
+    """
+    from ._client import try_server
+
+    code = try_server(sys.argv[1:], PROG)
+    if code is None:
+        code = command(sys.argv[1:])
+    else:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
     os._exit(code)

@@ -340,6 +340,7 @@ class Settings:
     golden_dir: str | None = None
     compile: bool = True
     scan_workers: tuple = (1, 2)  # Dask worker counts of the scan workload
+    server: bool = False  # also time our command through a command server (`nbnumba server`)
 
 
 def _ours_env(threads: int) -> dict:
@@ -359,13 +360,46 @@ def _ours_argv(case_argv, mode="parity", dtype=None, backend="cpu") -> list[str]
     return argv
 
 
+def our_admin_command() -> list[str]:
+    """How to start our ``nbnumba`` command (the installed entry point if found)."""
+    here = Path(sys.executable).parent / "nbnumba"
+    if here.exists():
+        return [str(here)]
+    return [sys.executable, "-c", "from nbnumba_cli.main import main; main()"]
+
+
+@contextlib.contextmanager
+def command_server(env: dict):
+    """A command server (``nbnumba server``) for commands run with ``env``, in a private runtime folder.
+
+    Yields the extra environment that sends a command to it (and fails the
+    command when the server cannot take it, so a timing is never silently a
+    one-shot run).
+    """
+    with tempfile.TemporaryDirectory(prefix="nbbench-server-") as runtime:
+        os.chmod(runtime, 0o700)
+        extra = dict(env, XDG_RUNTIME_DIR=runtime)
+        full = dict(os.environ, **extra)
+        full.pop("NBNUMBA_SERVER", None)
+        r = subprocess.run(our_admin_command() + ["server", "start", "--idle-timeout", "3600"], env=full,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BenchError(f"cannot start a command server: {r.stderr.strip()[-300:]}")
+        try:
+            yield dict(extra, NBNUMBA_SERVER="require")
+        finally:
+            subprocess.run(our_admin_command() + ["server", "stop"], env=full, capture_output=True)
+
+
 def measure_case(case: Case, s: Settings, log=print) -> dict:
-    """Kernel, command and C timings of one case (C and ours alternating)."""
+    """Kernel, command and C timings of one case (C and ours alternating; with ``s.server`` also
+    our command through a command server)."""
     repeats = case.repeats or s.repeats
     load = _load1()
-    c_runs, cmd_runs, k_runs = [], [], []
+    c_runs, cmd_runs, k_runs, srv_runs = [], [], [], []
     c_rss, our_rss = [], []
-    with workdir(case.inputs) as wd:
+    with workdir(case.inputs) as wd, (command_server(_ours_env(case.threads)) if s.server
+                                      else contextlib.nullcontext()) as srv_env:
         timer = KernelTimer(case.argv, wd, "parity", "float64", case.threads, s.backend)
         first = timer.first()
         work = timer.work()
@@ -380,6 +414,8 @@ def measure_case(case: Case, s: Settings, log=print) -> dict:
             cmd_runs.append(r.wall_s)
             if r.rss_kb:
                 our_rss.append(r.rss_kb)
+            if srv_env is not None:
+                srv_runs.append(run_program(ours, wd, srv_env).wall_s)
             k_runs.append(timer.once())
     c_med, cmd_med, k_med = _median(c_runs), _median(cmd_runs), _median(k_runs)
     out = {
@@ -394,6 +430,9 @@ def measure_case(case: Case, s: Settings, log=print) -> dict:
         "ratio_kernel": _ratio(c_med, k_med),
         "load_avg_1m_before": load,
     }
+    if srv_runs:
+        out["ours_server"] = {"median_s": _median(srv_runs), "runs_s": srv_runs}
+        out["ratio_server"] = _ratio(c_med, out["ours_server"]["median_s"])
     log(_case_line(out))
     return out
 
@@ -999,11 +1038,16 @@ def measure_startup(s: Settings, log=print) -> dict:
     steps.append(("our nanoBragg, 1 pixel", _ours_argv(TINY_RUN + COMMON)))
     if s.c_bin:
         steps.append(("C nanoBragg, 1 pixel", [s.c_bin] + TINY_RUN + COMMON))
+    served = "our nanoBragg through the command server, 1 pixel"
+    if s.server:
+        steps.append((served, _ours_argv(TINY_RUN + COMMON)))
     times = {name: [] for name, _ in steps}
-    with workdir() as wd:
+    with workdir() as wd, (command_server(_ours_env(s.threads)) if s.server
+                           else contextlib.nullcontext()) as srv_env:
         for _ in range(repeats):
             for name, argv in steps:
-                env = _c_env(s.threads) if name.startswith("C ") else _ours_env(s.threads)
+                env = (_c_env(s.threads) if name.startswith("C ") else srv_env if name == served
+                       else _ours_env(s.threads))
                 times[name].append(run_program(argv, wd, env).wall_s)
     rows = [{"step": name, "median_s": _median(ts), "runs_s": ts} for name, ts in times.items()]
     log("start-up (fresh processes, medians): " + "; ".join(f"{r['step']} {r['median_s']:.3f} s" for r in rows))
@@ -1118,9 +1162,12 @@ def _header_line() -> str:
 
 def _case_line(r: dict) -> str:
     c = r["c"]["median_s"] if r["c"] else None
-    return (f"  {r['name']:<14} {_fmt(c):>10} {_fmt(r['ours_command']['median_s']):>10} "
+    line = (f"  {r['name']:<14} {_fmt(c):>10} {_fmt(r['ours_command']['median_s']):>10} "
             f"{_fmt(r['ours_kernel']['median_s']):>10} {_fmt(r['ratio_command'], ''):>7} "
             f"{_fmt(r['ratio_kernel'], ''):>7} {_fmt(r['ours_kernel']['first_call_s']):>10}")
+    if "ours_server" in r:
+        line += f"  server {_fmt(r['ours_server']['median_s'])} (C/server {_fmt(r['ratio_server'], '')})"
+    return line
 
 
 def output_stem(s: Settings, when: _dt.date | None = None) -> str:
@@ -1219,14 +1266,20 @@ def markdown_table(result: dict) -> str:
     """The results as a Markdown table (what bench/README.md shows)."""
     m = result["machine"]
     machine = f"{m['cpu_model']}, {m['cores']} cores"
+    served = any("ours_server" in r for r in result["results"])
     lines = ["| workload | threads | C (s) | ours, command (s) | ours, kernel (s) | C / ours command "
-             "| C / ours kernel | machine |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| C / ours kernel |" + (" ours, served command (s) | C / ours served |" if served else "")
+             + " machine |",
+             "|---|---|---|---|---|---|---|" + ("---|---|" if served else "") + "---|"]
     for r in result["results"]:
         c = r["c"]["median_s"] if r["c"] else None
+        srv = ""
+        if served:
+            srv = (f" {_num(r['ours_server']['median_s'])} | {_num(r['ratio_server'], 2)} |" if "ours_server" in r
+                   else " - | - |")
         lines.append(f"| {r['name']} | {r['threads']} | {_num(c)} | {_num(r['ours_command']['median_s'])} | "
                      f"{_num(r['ours_kernel']['median_s'])} | {_num(r['ratio_command'], 2)} | "
-                     f"{_num(r['ratio_kernel'], 2)} | {machine} |")
+                     f"{_num(r['ratio_kernel'], 2)} |{srv} {machine} |")
     return "\n".join(lines)
 
 

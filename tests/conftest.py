@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
+
+# A command server the developer left running must not run the tests' nanoBragg commands
+# (tests/test_server.py starts its own, in private folders, and turns this back on).
+os.environ["NBNUMBA_SERVER"] = "off"
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 GOLDEN_DIR = SHARED / "golden"

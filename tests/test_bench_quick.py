@@ -89,3 +89,19 @@ def test_startup_steps_are_measured_in_fresh_processes():
         assert len(r["runs_s"]) == 5 and all(t > 0 for t in r["runs_s"])
     # a run imports NumPy and more: it cannot be faster than the bare interpreter
     assert rows["our nanoBragg, 1 pixel"]["median_s"] > rows["python"]["median_s"]
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="the command server is Linux-only")
+def test_bench_times_the_served_command_too():
+    """With --server, a case and the start-up steps are also timed through a command server, which must
+    take every run (NBNUMBA_SERVER=require), and a served 1-pixel run beats a fresh process."""
+    from nbnumba.bench import W1, Case, Settings, measure_case, measure_startup
+
+    s = Settings(quick=True, repeats=3, threads=1, c_bin=None, server=True)
+    case = Case("W1", "W1", set_flag(W1, "-detpixels", 16), 1)
+    row = measure_case(case, s, log=lambda *a: None)
+    assert len(row["ours_server"]["runs_s"]) == 3 and _positive(row["ours_server"]["median_s"])
+    assert row["ratio_server"] is None  # no C here
+    steps = {r["step"]: r["median_s"] for r in measure_startup(s, log=lambda *a: None)["steps"]}
+    served = steps["our nanoBragg through the command server, 1 pixel"]
+    assert served < steps["our nanoBragg, 1 pixel"]

@@ -555,6 +555,67 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+class _WorkerPool:
+    """Threads kept between runs, so that a process rendering many images (a scan, a fitting loop,
+    the command server's forked child) starts them once.  After a fork the threads are gone:
+    the pool notices (another pid) and starts new ones."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self.tasks = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+
+    def _loop(self):
+        while True:
+            task = self.tasks.get()
+            if task is None:
+                return
+            task()
+
+    def ensure(self, count: int) -> None:
+        if self.pid != os.getpid():
+            self.__init__()
+        while len(self.threads) < count:
+            thread = threading.Thread(target=self._loop, name="nbnumba-kernel", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def submit(self, task) -> None:
+        self.tasks.put(task)
+
+    def shutdown(self) -> None:
+        if self.pid != os.getpid():
+            self.__init__()
+            return
+        for _ in self.threads:
+            self.tasks.put(None)
+        for thread in self.threads:
+            thread.join()
+        self.threads.clear()
+
+
+_pool: _WorkerPool | None = None
+
+
+def _worker_pool() -> _WorkerPool:
+    global _pool
+    if _pool is None:
+        _pool = _WorkerPool()
+    return _pool
+
+
+def start_workers(count: int | None = None) -> None:
+    """Start the kernel's helper threads now (``count``, default one fewer than
+    :func:`default_threads`), so that the next run does not wait for them."""
+    _worker_pool().ensure(default_threads() - 1 if count is None else max(0, int(count)))
+
+
+def stop_workers() -> None:
+    """End the helper threads (before a fork that must leave a process without threads)."""
+    if _pool is not None:
+        _pool.shutdown()
+
+
 def run(kernel: NativeKernel, arrays: interface.KernelArrays, first_index: int, interp_stop: int, scale: float,
         out: np.ndarray, start: int = 0, nthreads: int | None = None, row: int = 1, progress=None) -> float:
     """Run ``kernel`` on raster pixels ``start .. start+out.size-1``, into ``out``.
@@ -583,8 +644,8 @@ def run(kernel: NativeKernel, arrays: interface.KernelArrays, first_index: int, 
         return 0.0
     if threads == 1 and progress is None:
         return chunk(0, n)
-    # about 16 chunks a thread, of whole rows, for an even load; each thread
-    # takes the next chunk when it finishes one
+    # about 16 chunks a thread, of whole rows, for an even load; each thread (the calling one
+    # included) takes the next chunk when it finishes one
     rows_total = -(-n // row)
     step = max(1, -(-rows_total // (16 * threads))) * row
     bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
@@ -592,38 +653,78 @@ def run(kernel: NativeKernel, arrays: interface.KernelArrays, first_index: int, 
     next_chunk = itertools.count()
     finished = queue.SimpleQueue()
     stop = threading.Event()
+    _EXITED = object()
 
-    def worker():
+    def take():
+        i = next(next_chunk)
+        return None if i >= len(bounds) or stop.is_set() else i
+
+    def helper():
         try:
-            for i in iter(next_chunk.__next__, None):
-                if i >= len(bounds) or stop.is_set():
-                    break
+            for i in iter(take, None):
                 results[i] = chunk(*bounds[i])
                 finished.put(i)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below
             finished.put(exc)
+        finally:
+            finished.put(_EXITED)
 
-    workers = [threading.Thread(target=worker, daemon=True) for _ in range(min(threads, len(bounds)))]
+    helpers = min(threads, len(bounds)) - 1
+    started = 0
     done = reported = 0
     error = None
+    pending = len(bounds)
+
+    def account(item) -> bool:
+        """Count a finished chunk (or keep a helper's error); False once the run has failed."""
+        nonlocal done, reported, pending, error
+        if isinstance(item, BaseException):
+            error = item
+            return False
+        pending -= 1
+        done += bounds[item][1] - bounds[item][0]
+        if progress is not None and (done * 20 // n > reported or done == n):
+            reported = done * 20 // n
+            progress(done / n)
+        return True
+
+    exited = 0
     try:
-        for thread in workers:
-            thread.start()
-        for _ in bounds:
-            item = finished.get()
-            if isinstance(item, BaseException):
-                error = item
+        pool = _worker_pool()
+        pool.ensure(helpers)
+        for _ in range(helpers):
+            pool.submit(helper)
+            started += 1
+        for i in iter(take, None):
+            results[i] = chunk(*bounds[i])
+            if not account(i):
                 break
-            done += bounds[item][1] - bounds[item][0]
-            if progress is not None and (done * 20 // n > reported or done == n):
-                reported = done * 20 // n
-                progress(done / n)
+            while True:  # what the helpers finished meanwhile
+                try:
+                    item = finished.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _EXITED:
+                    exited += 1
+                elif not account(item):
+                    break
+            if error is not None:
+                break
+        while error is None and pending > 0:
+            item = finished.get()
+            if item is _EXITED:
+                exited += 1
+            elif not account(item):
+                break
     finally:
-        # no thread may still write into ``out`` once this returns or raises
+        # no helper may still write into ``out`` once this returns or raises
         stop.set()
-        for thread in workers:
-            if thread.ident is not None:
-                thread.join()
+        while exited < started:
+            item = finished.get()
+            if item is _EXITED:
+                exited += 1
+            elif isinstance(item, BaseException) and error is None:
+                error = item
     if error is not None:
         raise error
     total = 0.0

@@ -1,0 +1,623 @@
+"""A per-user command server that runs ``nanoBragg`` command lines already warm.
+
+A one-shot ``nanoBragg`` spends about 0.3 s before its first pixel: the
+interpreter, NumPy, the engine's modules and the kernel library.  For a
+256x256 image that is ten times the C program's whole run.  ``nbnumba
+server start`` starts one process that imports all of it and renders a
+small image once (so that every lazily loaded piece is loaded), then waits
+on a Unix socket.  Each ``nanoBragg`` command (see :mod:`._client`) sends it
+its arguments, environment, working folder and standard streams; the
+server forks, and the child runs the command with exactly the code a
+one-shot process would run, then reports the exit status.  The parent never
+runs a command, so nothing one run does can leak into the next.
+
+Safety:
+
+* the socket lives in a folder of this user's with mode 0700
+  (``$XDG_RUNTIME_DIR/nbnumba`` or ``$TMPDIR/nbnumba-server-UID``); both
+  ends check that the other runs as the same user (``SO_PEERCRED``);
+* a server serves one installation (Python prefix and version, package
+  folder); before each run it checks that none of the files it loaded
+  changed on disk, and if one did it declines, exits and the command runs
+  in its own process;
+* a command is declined (and then runs in its own process) when its
+  environment differs from the server's in anything read at start-up
+  (``NUMBA_*``, ``NBNUMBA_CPU_KERNEL``, ``NBNUMBA_CACHE_DIR``, ``PYTHON*``,
+  ``HOME``, ``TMPDIR``, thread settings, ...), or when its resource limits
+  or groups cannot be taken over;
+* an interrupt (Ctrl-C, SIGTERM, SIGHUP) of the command is passed on to the
+  run, which stops as it would in its own process; if the command
+  disappears, the run is stopped the same way;
+* the server exits after ``--idle-timeout`` seconds without a command
+  (default 3600).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import stat
+import sys
+import threading
+import time
+
+from . import _client
+
+IDLE_TIMEOUT = 3600.0
+OWN_PACKAGES = frozenset({"nbnumba", "nbnumba_cli", "cli"})
+MATCHED_PREFIXES = ("NUMBA_", "NBNUMBA_", "PYTHON", "OMP_", "OPENBLAS_", "MKL_", "LD_", "CUDA_", "XDG_CACHE")
+MATCHED_KEYS = frozenset({"HOME", "TMPDIR", "TEMP", "TMP", "CC"})
+# Read when a command runs, not at start-up: free to differ.
+UNMATCHED_KEYS = frozenset({_client.ENV, "NBNUMBA_TRACEBACK", "NBNUMBA_MEMORY_LIMIT"})
+WARM_UP_FLAGS = ("-cell", "50", "50", "50", "90", "90", "90", "-default_F", "100", "-lambda", "1",
+                 "-distance", "100", "-detpixels", "24", "-N", "2", "-seed", "1", "-floatfile", "f.bin",
+                 "-intfile", "i.img", "-noisefile", "n.img", "-pgmfile", "p.pgm")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _matched(env: dict) -> dict:
+    return {k: v for k, v in env.items()
+            if k not in UNMATCHED_KEYS and (k in MATCHED_KEYS or k.startswith(MATCHED_PREFIXES))}
+
+
+def env_mismatch(server_env: dict, client_env: dict) -> str | None:
+    """Why a command with ``client_env`` cannot run in a server started with ``server_env`` (None if it can)."""
+    ours, theirs = _matched(server_env), _matched(client_env)
+    for key in sorted(set(ours) | set(theirs)):
+        if ours.get(key) != theirs.get(key):
+            return f"the environment variable {key} differs from the server's"
+    return None
+
+
+def loaded_files() -> list[tuple[str, tuple]]:
+    """The files to watch, with their identity (inode, size, modification time).
+
+    Every module file of nbnumba and of this package, and the top file
+    (``__init__``) of every other loaded package: reinstalling or upgrading
+    a package replaces that file too.  (Statting all of them would cost
+    about 2 ms per command.)
+    """
+    seen = {}
+    for name, module in list(sys.modules.items()):
+        top = name.partition(".")[0]
+        if top not in OWN_PACKAGES and "." in name:
+            continue
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str) or path in seen:
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        seen[path] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return sorted(seen.items())
+
+
+def changed_file(files: list[tuple[str, tuple]]) -> str | None:
+    """The first of ``files`` (from :func:`loaded_files`) that is no longer what was loaded."""
+    for path, identity in files:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return path
+        if (st.st_ino, st.st_size, st.st_mtime_ns) != identity:
+            return path
+    return None
+
+
+def _threads_started() -> bool:
+    """True once Numba's parallel threads exist in this process (they do not survive a fork)."""
+    numba = sys.modules.get("numba")
+    if numba is None:
+        return False
+    try:
+        numba.threading_layer()
+    except ValueError:
+        return False
+    return True
+
+
+def warm_up() -> str:
+    """Import and load what a command needs; render a small image once when the native kernel runs.
+
+    Returns the CPU kernel in use (``native`` or ``jit``).  With the JIT
+    kernel nothing is rendered here: Numba's parallel threads must be
+    started by each child, never by the parent.
+    """
+    import contextlib
+    import io
+    import tempfile
+    import warnings
+
+    from . import nanobragg
+
+    nanobragg._lean_startup()
+    import nbnumba.io.outputs  # noqa: F401
+    import nbnumba.runner  # noqa: F401
+    from nbnumba.kernels import native
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kernel = native.load("render", "float64", "float32")
+        if kernel is not None:
+            here = os.getcwd()
+            sink = io.StringIO()
+            with tempfile.TemporaryDirectory(prefix="nbnumba-warm-") as folder:
+                os.chdir(folder)
+                with open("warm.hkl", "w") as f:
+                    f.write("0 0 1 10.0\n1 0 0 20.5\n-1 2 3 30.25\n")
+                try:  # reading an HKL file (and writing Fdump.bin), then Fdump.bin, in both modes
+                    for mode, extra in (("spec", ["-hkl", "warm.hkl"]), ("parity", ["-hkl", "warm.hkl"]),
+                                        ("spec", []), ("parity", [])):
+                        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                            try:
+                                nanobragg.run_command_line(list(WARM_UP_FLAGS) + extra + ["-mode", mode])
+                            except SystemExit as exc:
+                                if exc.code not in (0, None):
+                                    raise RuntimeError(f"the warm-up run failed: {sink.getvalue()[-300:]}") from None
+                finally:
+                    os.chdir(here)
+    if caught:  # let each command meet (and report) these itself
+        native._loaded.clear()
+        native._warned.clear()
+    native.stop_workers()  # each spare starts its own (threads do not survive a fork)
+    if _threads_started() or threading.active_count() != 1:
+        raise RuntimeError("the warm-up left threads running, which a forked run cannot use")
+    return "native" if kernel is not None else "jit"
+
+
+def _reset_child_signals() -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for name in ("SIGTERM", "SIGHUP", "SIGCHLD", "SIGUSR1"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+
+
+def _take_limits(limits: dict) -> str | None:
+    for name, wanted in limits.items():
+        res = getattr(resource, name, None)
+        if res is None:
+            continue
+        wanted = tuple(wanted)
+        if resource.getrlimit(res) == wanted:
+            continue
+        try:
+            resource.setrlimit(res, wanted)
+        except (ValueError, OSError):
+            return f"the resource limit {name} {wanted} cannot be set in the server"
+    return None
+
+
+def _decline_reason(request: dict, base_env: dict) -> str | None:
+    if request.get("uid") != os.geteuid():
+        return "the command runs as another user"
+    if request.get("gid") != os.getegid() or request.get("groups") != sorted(os.getgroups()):
+        return "the command runs with other groups than the server"
+    return env_mismatch(base_env, request.get("env", {}))
+
+
+def _rebind_streams() -> None:
+    import io
+
+    def text(fd: int, mode: str, line: bool, errors: str):
+        raw = io.FileIO(fd, mode, closefd=False)
+        buffered = io.BufferedWriter(raw) if mode == "w" else io.BufferedReader(raw)
+        return io.TextIOWrapper(buffered, encoding=sys.__stdout__.encoding if sys.__stdout__ else "utf-8",
+                                errors=errors, line_buffering=line)
+
+    sys.stdin = sys.__stdin__ = text(0, "r", False, "strict")
+    sys.stdout = sys.__stdout__ = text(1, "w", os.isatty(1), "strict")
+    sys.stderr = sys.__stderr__ = text(2, "w", True, "backslashreplace")
+
+
+def read_request(conn) -> tuple[dict, list[int], bytes]:
+    """A command's request: (its fields, its stdin/stdout/stderr/folder descriptors, the raw bytes).
+
+    Raises ValueError (with no descriptor left open) when it is not one.
+    """
+    import marshal
+
+    head, fds, _, _ = socket.recv_fds(conn, 12, 8)
+    try:
+        if len(head) < 12:
+            head += _client._recv_exact(conn, 12 - len(head))
+        size = int.from_bytes(head[4:], "little")
+        if head[:4] != _client.MAGIC or len(fds) != 4 or size > _client.REQUEST_LIMIT:
+            raise ValueError("not a request")
+        payload = _client._recv_exact(conn, size)
+        request = marshal.loads(payload)
+        if not isinstance(request, dict) or not isinstance(request.get("env"), dict):
+            raise ValueError("not a request")
+    except Exception:  # noqa: BLE001 - whatever was sent, it is not a request
+        for fd in fds:
+            os.close(fd)
+        raise ValueError("not a request") from None
+    return request, fds, payload
+
+
+def _child(conn, request: dict, fds: list[int]) -> None:
+    """Run one command in this forked process; never returns."""
+    code = 1
+    accepted = False
+    try:
+        _reset_child_signals()
+        reason = _take_limits(request.get("rlimits", {}))
+        if reason is not None:
+            _client.send_frame(conn, b"N", reason.encode())
+            os._exit(0)
+        os.fchdir(fds[3])
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+        for fd in fds:
+            os.close(fd)
+        os.umask(int(request["umask"]))
+        os.environ.clear()
+        os.environ.update(request["env"])
+        argv = list(request["argv"])
+        sys.argv = [request.get("argv0", "nanoBragg")] + argv
+        _rebind_streams()
+        conn.settimeout(None)
+        _client.send_frame(conn, b"O")
+        accepted = True
+        finished = threading.Event()
+
+        def watch():
+            while True:
+                try:
+                    byte = conn.recv(1)
+                except OSError:
+                    byte = b""
+                if finished.is_set():
+                    return
+                if byte == b"I":
+                    os.kill(os.getpid(), signal.SIGINT)
+                    continue
+                if not byte:  # the command is gone: stop as an interrupted run
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+
+        threading.Thread(target=watch, daemon=True).start()
+        from .nanobragg import command
+
+        code = command(argv)
+        finished.set()
+        _client.send_frame(conn, b"E", int(code).to_bytes(4, "little", signed=True))
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - a child never returns into the server's loop
+        if isinstance(exc, KeyboardInterrupt) and accepted:  # interrupted before the command took over
+            try:
+                print("nanoBragg: error: interrupted", file=sys.stderr, flush=True)
+                _client.send_frame(conn, b"E", (2).to_bytes(4, "little", signed=True))
+            except BaseException:  # noqa: BLE001
+                pass
+    os._exit(code)
+
+
+def _fork() -> int:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return os.fork()
+
+
+def _fork_spare(listener):
+    """A child forked ahead of the next command, waiting for it (so the fork is off the clock).
+
+    Returns (pid, socket to hand it a command), or None if it cannot be made.
+    """
+    import marshal
+
+    try:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    except OSError:
+        return None
+    try:
+        pid = _fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return None
+    if pid == 0:
+        try:
+            _reset_child_signals()
+            listener.close()
+            ours.close()
+            try:  # the kernel's helper threads, ahead of the command
+                from nbnumba.kernels import native
+
+                native.start_workers()
+            except Exception:  # noqa: BLE001 - the run will start them itself
+                pass
+            head, fds, _, _ = socket.recv_fds(theirs, 8, 5)
+            if len(fds) != 5:  # the server stopped: end quietly
+                os._exit(0)
+            if len(head) < 8:
+                head += _client._recv_exact(theirs, 8 - len(head))
+            request = marshal.loads(_client._recv_exact(theirs, int.from_bytes(head, "little")))
+            theirs.close()
+            conn = socket.socket(fileno=fds[0])
+        except BaseException:  # noqa: BLE001 - never back into the server's loop
+            os._exit(0)
+        _child(conn, request, fds[1:])
+    theirs.close()
+    return pid, ours
+
+
+def _hand_over(spare, conn, fds: list[int], payload: bytes) -> bool:
+    """Give the command (connection, descriptors, request) to the spare child; False when it is gone."""
+    try:
+        socket.send_fds(spare[1], [len(payload).to_bytes(8, "little")], [conn.fileno()] + fds)
+        spare[1].sendall(payload)
+    except OSError:
+        return False
+    return True
+
+
+def _close_spare(spare) -> None:
+    if spare is not None:
+        spare[1].close()  # a spare still waiting reads end-of-file and exits
+
+
+def _bind(path: str) -> socket.socket:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:  # a socket left by a server that died (we hold the lock): replace it
+        if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+            raise RuntimeError(f"{path} exists and is not a socket of this user's")
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    sock.listen(64)
+    return sock
+
+
+def _lock(folder: str):
+    import fcntl
+
+    fd = os.open(os.path.join(folder, f"s-{_client.installation_key()}.lock"),
+                 os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def serve(idle_timeout: float = IDLE_TIMEOUT) -> int:
+    """The server's main loop (``python -m nbnumba_cli._server``); returns an exit status."""
+    base_env = dict(os.environ)
+    folder = _client.runtime_dir()
+    problem = _client.private_dir_problem(folder)
+    if problem is not None:
+        print(f"nbnumba server: error: {problem}", flush=True)
+        return 2
+    lock = _lock(folder)
+    if lock is None:
+        print("nbnumba server: another server of this installation is running", flush=True)
+        return 0
+    started = time.time()
+    try:
+        kernel = warm_up()
+    except Exception as exc:  # noqa: BLE001 - reported in the log that `server start` shows
+        print(f"nbnumba server: error: cannot warm up: {exc}", flush=True)
+        return 2
+    files = loaded_files()
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the collector of a forked child then leaves the server's objects (and their pages) alone
+    path = _client.socket_path()
+    sock = _bind(path)
+    ident = os.stat(path).st_ino
+    warm_s = time.time() - started
+
+    def stop(signum, frame):
+        raise _Stop
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, stop)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    print(f"nbnumba server: pid {os.getpid()} serving {path} ({kernel} kernel, warm in {warm_s:.2f} s)", flush=True)
+    served = declined = 0
+    spare = _fork_spare(sock)
+    last = time.monotonic()
+    reason = "stopped"
+    try:
+        while True:
+            left = idle_timeout - (time.monotonic() - last) if idle_timeout > 0 else 60.0
+            if left <= 0:
+                reason = f"idle for {idle_timeout:g} s"
+                break
+            sock.settimeout(min(left, 60.0))
+            try:
+                conn, _ = sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                try:
+                    if _client.peer_uid(conn) != os.geteuid():
+                        continue
+                    conn.settimeout(5.0)
+                    command = conn.recv(1)
+                    if command == b"R":
+                        last = time.monotonic()  # only commands count as activity, not status requests
+                        changed = changed_file(files)
+                        if changed is not None:
+                            _client.send_frame(conn, b"X", f"the server's code changed on disk ({changed}); "
+                                                            "it has stopped".encode())
+                            reason = f"{changed} changed"
+                            break
+                        try:
+                            request, fds, payload = read_request(conn)
+                        except ValueError:
+                            declined += 1
+                            continue
+                        why = _decline_reason(request, base_env)
+                        if why is not None:
+                            for fd in fds:
+                                os.close(fd)
+                            _client.send_frame(conn, b"N", why.encode())
+                            declined += 1
+                            continue
+                        if spare is None or not _hand_over(spare, conn, fds, payload):
+                            _close_spare(spare)
+                            spare = None
+                            if _fork() == 0:
+                                sock.close()
+                                _child(conn, request, fds)
+                        else:
+                            _close_spare(spare)
+                            spare = None
+                        for fd in fds:
+                            os.close(fd)
+                        served += 1
+                        conn.close()  # before the next spare is forked, which must not hold this connection
+                        spare = _fork_spare(sock)
+                    elif command == b"S":
+                        import marshal
+
+                        _client.send_frame(conn, b"S", marshal.dumps({
+                            "pid": os.getpid(), "started": started, "warm_s": warm_s, "served": served,
+                            "declined": declined, "idle_timeout": idle_timeout, "kernel": kernel, "socket": path,
+                            "prefix": sys.prefix, "modules": len(files)}))
+                    elif command == b"Q":
+                        _client.send_frame(conn, b"Q")
+                        break
+                except OSError:
+                    declined += 1
+    except _Stop:
+        pass
+    finally:
+        _close_spare(spare)
+        try:
+            if os.stat(path).st_ino == ident:
+                os.unlink(path)
+        except OSError:
+            pass
+        sock.close()
+        os.close(lock)
+    print(f"nbnumba server: exiting ({reason}) after {served} commands", flush=True)
+    return 0
+
+
+def _ask(command: bytes, timeout: float = 5.0):
+    import marshal
+
+    sock = _client.connect(timeout)
+    try:
+        sock.sendall(command)
+        kind, body = _client.recv_frame(sock)
+    finally:
+        sock.close()
+    return marshal.loads(body) if kind == b"S" else kind
+
+
+def status() -> dict | None:
+    """The running server's status (pid, socket, commands served, ...), or None when none answers."""
+    try:
+        return _ask(b"S")
+    except (_client.ServerUnavailable, OSError, EOFError, ValueError):
+        return None
+
+
+def stop(timeout: float = 10.0) -> dict | None:
+    """Stop the running server; its last status, or None when none was running."""
+    info = status()
+    if info is None:
+        return None
+    try:
+        _ask(b"Q")
+    except (_client.ServerUnavailable, OSError, EOFError):
+        pass
+    deadline = time.monotonic() + timeout
+    while os.path.lexists(info["socket"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return info
+
+
+def log_path() -> str:
+    """The log of this installation's server (what it printed)."""
+    return os.path.join(_client.runtime_dir(), f"s-{_client.installation_key()}.log")
+
+
+def start(idle_timeout: float = IDLE_TIMEOUT, wait: float = 300.0) -> tuple[dict, bool]:
+    """Start a server unless one runs; returns (its status, whether this call started it).
+
+    Raises RuntimeError (with the reason, e.g. from the server's log) when
+    none is ready within ``wait`` seconds.
+    """
+    import subprocess
+
+    if not _client.supported():
+        raise RuntimeError(f"the command server runs on Linux only, not {sys.platform}")
+    info = status()
+    if info is not None:
+        return info, False
+    folder = _client.runtime_dir()
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    problem = _client.private_dir_problem(folder)
+    if problem is not None:
+        raise RuntimeError(f"cannot use {folder} for the server's socket: {problem}")
+    log = os.open(log_path(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "nbnumba_cli._server", "--idle-timeout", repr(idle_timeout)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=folder,
+                                start_new_session=True, close_fds=True)
+    finally:
+        os.close(log)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        info = status()
+        if info is not None:
+            return info, info["pid"] == proc.pid
+        if proc.poll() is not None and status() is None:
+            if proc.returncode == 0:  # another start won the race; wait for that server
+                proc = None
+                while time.monotonic() < deadline:
+                    info = status()
+                    if info is not None:
+                        return info, False
+                    time.sleep(0.05)
+                break
+            raise RuntimeError(_last_line(log_path()) or f"the server exited with status {proc.returncode}")
+        time.sleep(0.05)
+    raise RuntimeError(f"no server answered within {wait:g} s (see {log_path()})")
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            lines = f.read()[-4096:].decode("utf-8", "replace").strip().splitlines()
+    except OSError:
+        return ""
+    text = lines[-1] if lines else ""
+    return text.removeprefix("nbnumba server: error: ")
+
+
+def _main(argv: list[str]) -> int:
+    idle = IDLE_TIMEOUT
+    if argv[:1] == ["--idle-timeout"] and len(argv) == 2:
+        idle = float(argv[1])
+    elif argv:
+        print("usage: python -m nbnumba_cli._server [--idle-timeout SECONDS]", file=sys.stderr)
+        return 2
+    return serve(idle)
+
+
+if __name__ == "__main__":  # pragma: no cover - the server process
+    sys.exit(_main(sys.argv[1:]))

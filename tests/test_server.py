@@ -1,0 +1,274 @@
+"""The command server (`nbnumba server`, cli/_server.py) and the nanoBragg side of it (cli/_client.py).
+
+Every test starts its servers in its own private runtime folder (XDG_RUNTIME_DIR), never the user's,
+and stops them.  A command run by the server must be the same command: same files, bytes, modes,
+output text and exit status as the one-shot process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the command server is Linux-only")
+
+BIN = Path(sys.executable).parent
+NANOBRAGG = BIN / "nanoBragg"
+NBNUMBA = BIN / "nbnumba"
+SMALL = ("-default_F 100 -cell 70 80 90 75 85 95 -lambda 1.0 -N 3 -detpixels 48 -pixel 0.2 -distance 80 "
+         "-misset 10 20 30 -mosaic 0.5 -mosaic_dom 3 -phi 0 -osc 5 -phisteps 2 -seed 7").split()
+FILES = ["-floatfile", "f.bin", "-intfile", "i.img", "-noisefile", "n.img", "-pgmfile", "p.pgm"]
+
+
+def _env(runtime: Path, **extra) -> dict:
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))
+    env.pop("NBNUMBA_SERVER", None)
+    env.update(extra)
+    return env
+
+
+def _run(argv, cwd, env, **kw):
+    return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, **kw)
+
+
+def _status(env) -> str | None:
+    r = _run([NBNUMBA, "server", "status"], "/", env)
+    return r.stdout if r.returncode == 0 else None
+
+
+def _served(env) -> int:
+    text = _status(env)
+    assert text is not None, "the server is not running"
+    return int(text.split(" commands served")[0].rsplit(" ", 1)[1])
+
+
+def _tree(folder: Path) -> dict:
+    return {p.name: (p.read_bytes(), stat.S_IMODE(p.stat().st_mode)) for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A running server in a private runtime folder; yields the environment that reaches it."""
+    runtime = tmp_path_factory.mktemp("runtime")
+    runtime.chmod(0o700)
+    env = _env(runtime)
+    r = _run([NBNUMBA, "server", "start", "--idle-timeout", "600"], "/", env)
+    assert r.returncode == 0, r.stderr
+    assert "started" in r.stdout
+    yield env
+    _run([NBNUMBA, "server", "stop"], "/", env)
+
+
+def test_served_command_equals_one_shot_command(server, tmp_path):
+    """Same files (bytes and modes), same printed text, same exit status; and the server did run it."""
+    served = _served(server)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    env_a = dict(server, NBNUMBA_SERVER="require")
+    env_b = dict(server, NBNUMBA_SERVER="off")
+    a = _run(["sh", "-c", 'umask 027; exec "$0" "$@"', NANOBRAGG] + SMALL + FILES, tmp_path / "a", env_a)
+    b = _run(["sh", "-c", 'umask 027; exec "$0" "$@"', NANOBRAGG] + SMALL + FILES, tmp_path / "b", env_b)
+    assert a.returncode == b.returncode == 0, a.stderr + b.stderr
+    assert a.stdout == b.stdout and a.stderr == b.stderr
+    tree_a, tree_b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
+    assert tree_a == tree_b
+    assert {"f.bin", "i.img", "n.img", "p.pgm"} <= set(tree_a)
+    assert all(mode == 0o640 for _, mode in tree_a.values())  # the command's umask, not the server's
+    assert _served(server) == served + 1
+
+
+def test_bad_flag_through_server_is_one_line_and_writes_nothing(server, tmp_path):
+    served = _served(server)
+    r = _run([NANOBRAGG] + SMALL + ["-distance", "nan"] + FILES, tmp_path, dict(server, NBNUMBA_SERVER="require"))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nanoBragg: error:") and "distance" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+    assert _served(server) == served + 1
+
+
+def test_stdin_and_relative_inputs_reach_the_run(server, tmp_path):
+    """The run reads files relative to the command's folder (here an HKL file) and its standard input."""
+    (tmp_path / "x.hkl").write_text("0 0 1 10\n1 2 3 20\n")
+    env = dict(server, NBNUMBA_SERVER="require")
+    args = [NANOBRAGG, "-hkl", "x.hkl", "-cell", "50", "50", "50", "90", "90", "90", "-lambda", "1",
+            "-distance", "100", "-detpixels", "16", "-floatfile", "f.bin", "-nonoise", "-nopgm"]
+    r = _run(args, tmp_path, env, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert "1 initialized hkls" in r.stdout or "2 initialized hkls" in r.stdout
+    assert (tmp_path / "f.bin").stat().st_size == 16 * 16 * 4
+
+
+def test_environment_read_at_start_up_is_not_served(server, tmp_path):
+    """NUMBA_NUM_THREADS differs: `require` says why; `auto` runs the command in its own process."""
+    served = _served(server)
+    r = _run([NANOBRAGG] + SMALL + FILES, tmp_path, dict(server, NBNUMBA_SERVER="require", NUMBA_NUM_THREADS="1"))
+    assert r.returncode == 2
+    assert "NUMBA_NUM_THREADS" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+    r = _run([NANOBRAGG] + SMALL + FILES, tmp_path, dict(server, NUMBA_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "f.bin").stat().st_size == 48 * 48 * 4
+    assert _served(server) == served
+
+
+def test_interrupt_reaches_the_run(server, tmp_path):
+    """Ctrl-C of the command stops the served run: exit 2, one line, no output file; the server lives on."""
+    args = [NANOBRAGG, "-default_F", "100", "-cell", "70", "80", "90", "75", "85", "95", "-lambda", "1",
+            "-N", "5", "-detpixels", "1024", "-distance", "100", "-phisteps", "400", "-osc", "1",
+            "-mosaic", "0.5", "-mosaic_dom", "20", "-floatfile", "f.bin", "-noprogress"]
+    proc = subprocess.Popen([str(a) for a in args], cwd=tmp_path, env=dict(server, NBNUMBA_SERVER="require"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # the run (about a minute) has started
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert err.strip().splitlines()[-1] == "nanoBragg: error: interrupted"
+    assert [p.name for p in tmp_path.iterdir()] == []
+    assert _status(server) is not None
+
+
+def test_garbage_on_the_socket_does_not_stop_the_server(server):
+    """A connection that sends nonsense (or nothing) is dropped; the server keeps serving."""
+    import socket
+
+    path = _socket_path(server)
+    for payload in (b"", b"Z", b"R", b"R" + b"\0" * 64, b"S" * 3):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall(payload)
+        s.close()
+    time.sleep(0.2)
+    assert _status(server) is not None
+
+
+def _socket_path(env) -> str:
+    text = _status(env)
+    return text.split("socket ", 1)[1].splitlines()[0].strip()
+
+
+def test_unknown_mode_is_an_error(tmp_path):
+    r = _run([NANOBRAGG, "-detpixels", "8"], tmp_path, dict(os.environ, NBNUMBA_SERVER="sometimes"))
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("nanoBragg: error: NBNUMBA_SERVER must be one of auto, off, require, "
+                                "not 'sometimes'")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_require_without_server_fails_and_auto_runs_here(tmp_path):
+    runtime = tmp_path / "rt"
+    runtime.mkdir(mode=0o700)
+    work = tmp_path / "w"
+    work.mkdir()
+    r = _run([NANOBRAGG] + SMALL + FILES, work, _env(runtime, NBNUMBA_SERVER="require"))
+    assert r.returncode == 2 and "no server is running" in r.stderr
+    assert list(work.iterdir()) == []
+    r = _run([NANOBRAGG] + SMALL + FILES, work, _env(runtime))
+    assert r.returncode == 0, r.stderr
+    assert (work / "f.bin").exists()
+
+
+def test_folder_open_to_others_is_refused(tmp_path):
+    """The socket folder must be this user's and closed to others: start refuses, commands ignore it."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    folder = tmp / f"nbnumba-server-{os.geteuid()}"
+    folder.mkdir()
+    folder.chmod(0o777)
+    env = dict(os.environ, TMPDIR=str(tmp))
+    env.pop("XDG_RUNTIME_DIR", None)
+    env.pop("NBNUMBA_SERVER", None)
+    r = _run([NBNUMBA, "server", "start"], "/", env)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "open to other users" in r.stderr
+    r = _run([NANOBRAGG, "-detpixels", "8", "-default_F", "1"], tmp_path, dict(env, NBNUMBA_SERVER="require"))
+    assert r.returncode == 2 and "open to other users" in r.stderr
+    assert not any(p.suffix for p in folder.iterdir())
+
+
+def test_changed_code_stops_the_server(tmp_path):
+    """A file the server loaded changes: the next command runs in its own process and the server exits."""
+    runtime = tmp_path / "rt"
+    runtime.mkdir(mode=0o700)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("# loaded by the server and by every command\n")
+    env = _env(runtime, PYTHONPATH=str(site) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    assert _run([NBNUMBA, "server", "start"], "/", env).returncode == 0
+    try:
+        work = tmp_path / "w"
+        work.mkdir()
+        assert _run([NANOBRAGG] + SMALL + FILES, work, dict(env, NBNUMBA_SERVER="require")).returncode == 0
+        assert _served(env) == 1
+        time.sleep(0.01)
+        (site / "sitecustomize.py").write_text("# changed: the server must not run commands any more\n")
+        r = _run([NANOBRAGG] + SMALL + FILES, work, dict(env, NBNUMBA_SERVER="require"))
+        assert r.returncode == 2 and "sitecustomize.py" in r.stderr and "changed" in r.stderr
+        deadline = time.monotonic() + 10
+        while _status(env) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _status(env) is None
+        r = _run([NANOBRAGG] + SMALL + FILES, work, env)
+        assert r.returncode == 0, r.stderr
+    finally:
+        _run([NBNUMBA, "server", "stop"], "/", env)
+
+
+def test_idle_server_exits_and_stop_stops(tmp_path):
+    runtime = tmp_path / "rt"
+    runtime.mkdir(mode=0o700)
+    env = _env(runtime)
+    assert _run([NBNUMBA, "server", "start", "--idle-timeout", "1"], "/", env).returncode == 0
+    deadline = time.monotonic() + 20
+    while _status(env) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _status(env) is None
+    left = [p for p in (runtime / "nbnumba").iterdir() if stat.S_ISSOCK(p.lstat().st_mode)]
+    assert left == []  # the socket went with the server
+    r = _run([NBNUMBA, "server", "start"], "/", env)
+    assert r.returncode == 0 and "started" in r.stdout
+    again = _run([NBNUMBA, "server", "start"], "/", env)
+    assert again.returncode == 0 and "already running" in again.stdout
+    r = _run([NBNUMBA, "server", "stop"], "/", env)
+    assert r.returncode == 0 and "stopped" in r.stdout
+    r = _run([NBNUMBA, "server", "status"], "/", env)
+    assert r.returncode == 1 and "no nbnumba server is running" in r.stdout
+
+
+def test_watch_list_notices_a_changed_file(tmp_path, monkeypatch):
+    """The staleness check itself: a watched module file rewritten (or removed) is reported."""
+    import types
+
+    from nbnumba_cli import _server
+
+    path = tmp_path / "fake.py"
+    path.write_text("x = 1\n")
+    fake = types.ModuleType("nbnumba._fake_for_test")
+    fake.__file__ = str(path)
+    monkeypatch.setitem(sys.modules, "nbnumba._fake_for_test", fake)
+    files = _server.loaded_files()
+    assert str(path) in dict(files)
+    assert _server.changed_file(files) is None
+    path.write_text("x = 22\n")
+    assert _server.changed_file(files) == str(path)
+    path.unlink()
+    assert _server.changed_file(files) == str(path)
+
+
+def test_environment_rule():
+    from nbnumba_cli._server import env_mismatch
+
+    base = {"HOME": "/h", "NUMBA_NUM_THREADS": "2", "PATH": "/bin", "NBNUMBA_SERVER": "auto"}
+    assert env_mismatch(base, dict(base, PATH="/usr/bin", LANG="C", NBNUMBA_SERVER="require")) is None
+    assert "NUMBA_NUM_THREADS" in env_mismatch(base, dict(base, NUMBA_NUM_THREADS="4"))
+    assert "NBNUMBA_CPU_KERNEL" in env_mismatch(base, dict(base, NBNUMBA_CPU_KERNEL="jit"))
+    assert "PYTHONPATH" in env_mismatch(base, dict(base, PYTHONPATH="/x"))
+    assert "HOME" in env_mismatch(base, {k: v for k, v in base.items() if k != "HOME"})
