@@ -127,7 +127,7 @@ def simulate(config: SimConfig, backend: str = "cpu", dtype: str = "float64",
                                      tile_pixels=tile_pixels, progress=progress, timings=timings)
     t2 = time.perf_counter()
     image = image.reshape(prep.spixels, prep.fpixels)
-    stats = statistics(prep, image, omega_total)
+    stats = statistics(prep, image, omega_total, nthreads=nthreads)
     return SimResult(image=image, stats=stats,
                      prepared=prep, backend=backend,
                      timings={"prepare_s": t1 - t0, "kernel_s": t2 - t1, **timings},
@@ -220,22 +220,26 @@ def rendered_mask(prep: Prepared) -> np.ndarray:
 STATS_BLOCK_ROWS = 256  # rows per block when summing, to keep temporaries small
 
 
-def statistics(prep: Prepared, image: np.ndarray, omega_total: float) -> Statistics:
+def statistics(prep: Prepared, image: np.ndarray, omega_total: float, nthreads: int | None = None) -> Statistics:
     """C's statistics from the float32 image, shape (spixels, fpixels).
 
     Sums are taken in float64 over blocks of rows (numpy's pairwise
     summation inside a block; C sums in raster order, which agrees to the
-    printed precision).
+    printed precision).  Blocks are summed on ``nthreads`` threads (default:
+    as the kernel) and combined in block order, so the result does not
+    depend on the thread count.
     """
+    from . import _threads
+    from .kernels.native import default_threads
+
+    threads = max(1, int(nthreads) if nthreads else default_threads())
     rows, cols = roi_slices(prep)
     mask2d = None
     if prep.config.mask is not None:
         mask2d = prep.mask.reshape(prep.spixels, prep.fpixels)
-    total = sumsqr = 0.0
-    sumn = 0
-    max_I = 0.0
-    max_at = None
-    for r0 in range(rows.start, rows.stop, STATS_BLOCK_ROWS):
+    starts = range(rows.start, rows.stop, STATS_BLOCK_ROWS)
+
+    def first_pass(r0):
         r1 = min(r0 + STATS_BLOCK_ROWS, rows.stop)
         block = image[r0:r1, cols].astype(np.float64)
         if mask2d is not None:
@@ -245,18 +249,29 @@ def statistics(prep: Prepared, image: np.ndarray, omega_total: float) -> Statist
             keep = None
             vals = block.reshape(-1)
         if vals.size == 0:
-            continue
-        sumn += int(vals.size)
-        total += float(np.sum(vals))
-        sumsqr += float(np.dot(vals, vals))
+            return None
         k = int(np.argmax(vals))
-        if float(vals[k]) > max_I:
-            max_I = float(vals[k])
-            if keep is None:
-                r, col = divmod(k, block.shape[1])
-            else:
-                r, col = np.argwhere(keep)[k]
-            max_at = (r0 + int(r), cols.start + int(col))
+        if keep is None:
+            r, col = divmod(k, block.shape[1])
+        else:
+            r, col = np.argwhere(keep)[k]
+        return (int(vals.size), float(np.sum(vals)), float(np.dot(vals, vals)), float(vals[k]),
+                (r0 + int(r), cols.start + int(col)))
+
+    total = sumsqr = 0.0
+    sumn = 0
+    max_I = 0.0
+    max_at = None
+    for part in _threads.map_ordered(first_pass, starts, threads):
+        if part is None:
+            continue
+        size, block_sum, block_sq, block_max, at = part
+        sumn += size
+        total += block_sum
+        sumsqr += block_sq
+        if block_max > max_I:
+            max_I = block_max
+            max_at = at
     max_x = max_y = 0.0
     if max_at is not None:
         spixel, fpixel = max_at
@@ -267,14 +282,17 @@ def statistics(prep: Prepared, image: np.ndarray, omega_total: float) -> Statist
     avg = total / (sumn if sumn > 0 else 1)
     rms = math.sqrt(sumsqr / ((sumn if sumn > 1 else 2) - 1))
     # C's deviation loop covers the whole ROI, masked pixels included
-    dev = 0.0
-    n_roi = 0
-    for r0 in range(rows.start, rows.stop, STATS_BLOCK_ROWS):
+    def second_pass(r0):
         r1 = min(r0 + STATS_BLOCK_ROWS, rows.stop)
         block = image[r0:r1, cols].astype(np.float64).reshape(-1)
         block -= avg
-        dev += float(np.dot(block, block))
-        n_roi += block.size
+        return float(np.dot(block, block)), block.size
+
+    dev = 0.0
+    n_roi = 0
+    for block_dev, size in _threads.map_ordered(second_pass, starts, threads):
+        dev += block_dev
+        n_roi += size
     rmsd = math.sqrt(dev / ((n_roi if n_roi > 1 else 2) - 1))
     return Statistics(max_I=max_I, max_I_x=max_x, max_I_y=max_y, mean=avg, rms=rms, rmsd=rmsd,
                       omega_sum=float(omega_total) / prep.steps, rendered=sumn)

@@ -64,6 +64,7 @@ import warnings
 
 import numpy as np
 
+from .. import _threads
 from ..errors import ConfigError
 from . import interface
 from ._numba_internals import installed_versions
@@ -555,65 +556,15 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-class _WorkerPool:
-    """Threads kept between runs, so that a process rendering many images (a scan, a fitting loop,
-    the command server's forked child) starts them once.  After a fork the threads are gone:
-    the pool notices (another pid) and starts new ones."""
-
-    def __init__(self):
-        self.pid = os.getpid()
-        self.tasks = queue.SimpleQueue()
-        self.threads: list[threading.Thread] = []
-
-    def _loop(self):
-        while True:
-            task = self.tasks.get()
-            if task is None:
-                return
-            task()
-
-    def ensure(self, count: int) -> None:
-        if self.pid != os.getpid():
-            self.__init__()
-        while len(self.threads) < count:
-            thread = threading.Thread(target=self._loop, name="nbnumba-kernel", daemon=True)
-            thread.start()
-            self.threads.append(thread)
-
-    def submit(self, task) -> None:
-        self.tasks.put(task)
-
-    def shutdown(self) -> None:
-        if self.pid != os.getpid():
-            self.__init__()
-            return
-        for _ in self.threads:
-            self.tasks.put(None)
-        for thread in self.threads:
-            thread.join()
-        self.threads.clear()
-
-
-_pool: _WorkerPool | None = None
-
-
-def _worker_pool() -> _WorkerPool:
-    global _pool
-    if _pool is None:
-        _pool = _WorkerPool()
-    return _pool
-
-
 def start_workers(count: int | None = None) -> None:
     """Start the kernel's helper threads now (``count``, default one fewer than
     :func:`default_threads`), so that the next run does not wait for them."""
-    _worker_pool().ensure(default_threads() - 1 if count is None else max(0, int(count)))
+    _threads.pool().ensure(default_threads() - 1 if count is None else max(0, int(count)))
 
 
 def stop_workers() -> None:
     """End the helper threads (before a fork that must leave a process without threads)."""
-    if _pool is not None:
-        _pool.shutdown()
+    _threads.stop()
 
 
 def run(kernel: NativeKernel, arrays: interface.KernelArrays, first_index: int, interp_stop: int, scale: float,
@@ -690,7 +641,7 @@ def run(kernel: NativeKernel, arrays: interface.KernelArrays, first_index: int, 
 
     exited = 0
     try:
-        pool = _worker_pool()
+        pool = _threads.pool()
         pool.ensure(helpers)
         for _ in range(helpers):
             pool.submit(helper)
