@@ -129,7 +129,7 @@ def peer_uid(sock) -> int:
     return int.from_bytes(creds[4:8], sys.byteorder, signed=True)
 
 
-def connect(timeout: float = 5.0):
+def connect(timeout: float = 30.0):
     """A socket connected to this user's server; raises :class:`ServerUnavailable`.
 
     Uses the ``_socket`` extension directly: the ``socket`` module imports
@@ -150,10 +150,15 @@ def connect(timeout: float = 5.0):
         raise ServerUnavailable(f"{path} is not this user's server socket")
     import _socket
 
+    for fd in (0, 1, 2):  # before the socket is made, which would take a closed stream's number
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise ServerUnavailable(f"standard stream {fd} is closed") from None
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
-        sock.connect(path)
+        _connect(sock, path, timeout)
         if peer_uid(sock) != os.geteuid():
             raise ServerUnavailable(f"the process behind {path} runs as another user")
     except OSError as exc:
@@ -163,6 +168,21 @@ def connect(timeout: float = 5.0):
         sock.close()
         raise
     return sock
+
+
+def _connect(sock, path: str, timeout: float) -> None:
+    """Connect, retrying while the server's backlog is full (EAGAIN) for up to ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def send_with_fds(sock, data: bytes, fds: list[int]) -> None:
@@ -181,7 +201,30 @@ def _rlimits() -> dict:
     return {name: resource.getrlimit(getattr(resource, name)) for name in RLIMITS if hasattr(resource, name)}
 
 
+def _read_small(path: str) -> str:
+    try:
+        with open(path, "rb", buffering=0) as f:
+            return f.read(1 << 16).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _link(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def _stream_settings() -> list:
+    out = []
+    for stream in (sys.stdin, sys.stdout, sys.stderr):
+        out.append((getattr(stream, "encoding", None) or "utf-8", getattr(stream, "errors", None) or "strict"))
+    return out
+
+
 def _request(argv: list[str]) -> bytes:
+    """What the run must take over from this process, to run as this process would."""
     import marshal
 
     umask = os.umask(0o077)
@@ -195,27 +238,44 @@ def _request(argv: list[str]) -> bytes:
         "gid": os.getegid(),
         "groups": sorted(os.getgroups()),
         "rlimits": _rlimits(),
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "streams": _stream_settings(),
+        # a server in another cgroup (a batch job's limits) or another namespace (a container)
+        # would run the command outside them: such a command is declined
+        "cgroup": _read_small("/proc/self/cgroup"),
+        "namespaces": [_link(f"/proc/self/ns/{name}") for name in ("mnt", "pid", "net", "user", "ipc", "uts")],
     })
 
 
+# Signals a caller sends to stop the command; passed on to the run unless this process ignores them
+# (nohup, a background job of a script), as a one-shot run would ignore them too.
+FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP")
+WAIT_ACCEPTED = 60.0  # seconds for the server to take the command (a busy machine)
+
+
 def _run_remote(sock, argv: list[str]) -> int:
+    """Send the command; its exit status once the run ended (-1: the run ended without one).
+
+    Two steps: the server's child answers "O" (it can run the command) and
+    then waits for "G" from here.  Only after "G" has been sent may the run
+    happen, and from then on this process never runs the command itself; a
+    child that reads end-of-file instead of "G" (this side gave up waiting)
+    exits without running anything.
+    """
     import signal
 
     payload = _request(argv)
     if len(payload) > REQUEST_LIMIT:
         raise ServerUnavailable("the arguments and environment are too large to send")
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            raise ServerUnavailable(f"standard stream {fd} is closed") from None
-    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    cwd = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         sock.sendall(b"R")
         send_with_fds(sock, MAGIC + len(payload).to_bytes(8, "little"), [0, 1, 2, cwd])
     finally:
         os.close(cwd)
     sock.sendall(payload)
+    sock.settimeout(WAIT_ACCEPTED)
     kind, body = recv_frame(sock)
     if kind != b"O":
         raise ServerUnavailable(body.decode("utf-8", "replace") or "the server declined")
@@ -226,10 +286,15 @@ def _run_remote(sock, argv: list[str]) -> int:
         except OSError:
             pass
 
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            signal.signal(getattr(signal, name), forward)
+    for name in FORWARDED:
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, forward)
     sock.settimeout(None)
+    try:
+        sock.sendall(b"G")
+    except OSError:
+        return -1
     while True:
         try:
             kind, body = recv_frame(sock)

@@ -171,11 +171,40 @@ def warm_up() -> str:
     return "native" if kernel is not None else "jit"
 
 
-def _reset_child_signals() -> None:
+_lock_fd: int | None = None  # held by the server; closed in every child (flock locks follow forks)
+
+
+def _in_child() -> None:
+    """First thing in a forked child: default signal handling, unblocked, and no server lock."""
+    global _lock_fd
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for name in ("SIGTERM", "SIGHUP", "SIGCHLD", "SIGUSR1"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    if _lock_fd is not None:
+        os.close(_lock_fd)
+        _lock_fd = None
+
+
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+def _fork() -> int:
+    """fork() with the server's stop signals held back, so that neither side acts on one half-way."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+        raise
+    if pid:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    else:
+        _in_child()
+    return pid
 
 
 def _take_limits(limits: dict) -> str | None:
@@ -194,25 +223,64 @@ def _take_limits(limits: dict) -> str | None:
 
 
 def _decline_reason(request: dict, base_env: dict) -> str | None:
-    if request.get("uid") != os.geteuid():
+    if request["uid"] != os.geteuid():
         return "the command runs as another user"
-    if request.get("gid") != os.getegid() or request.get("groups") != sorted(os.getgroups()):
+    if request["gid"] != os.getegid() or request["groups"] != sorted(os.getgroups()):
         return "the command runs with other groups than the server"
-    return env_mismatch(base_env, request.get("env", {}))
+    if request["cgroup"] != _client._read_small("/proc/self/cgroup"):
+        return "the command runs in another control group (a batch job?) than the server"
+    names = ("mnt", "pid", "net", "user", "ipc", "uts")
+    if request["namespaces"] != [_client._link(f"/proc/self/ns/{name}") for name in names]:
+        return "the command runs in other namespaces (a container?) than the server"
+    return env_mismatch(base_env, request["env"])
 
 
-def _rebind_streams() -> None:
+_REQUEST_FIELDS = {"argv0": str, "argv": list, "env": dict, "umask": int, "uid": int, "gid": int, "groups": list,
+                   "rlimits": dict, "affinity": list, "nice": int, "streams": list, "cgroup": str,
+                   "namespaces": list}
+
+
+def _well_formed(request) -> bool:
+    if not isinstance(request, dict):
+        return False
+    for key, kind in _REQUEST_FIELDS.items():
+        if not isinstance(request.get(key), kind):
+            return False
+    return (all(isinstance(a, str) for a in request["argv"])
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in request["env"].items())
+            and all(isinstance(c, int) for c in request["affinity"])
+            and len(request["streams"]) == 3
+            and all(isinstance(e, str) and isinstance(r, str) for e, r in request["streams"]))
+
+
+def _take_placement(request: dict) -> str | None:
+    """The command's CPU affinity and nice value, for this thread and the kernel's helper threads."""
+    from nbnumba import _threads
+
+    tids = [0] + [t.native_id for t in (_threads._pool.threads if _threads._pool is not None else ())]
+    try:
+        for tid in tids:
+            os.sched_setaffinity(tid, request["affinity"])
+            if os.getpriority(os.PRIO_PROCESS, tid) != request["nice"]:
+                os.setpriority(os.PRIO_PROCESS, tid, request["nice"])
+    except (OSError, ValueError):
+        return "the command's CPU affinity or nice value cannot be taken over by the server"
+    return None
+
+
+def _rebind_streams(settings) -> None:
+    """Standard streams on descriptors 0-2 with the command's encodings and error handlers."""
     import io
 
-    def text(fd: int, mode: str, line: bool, errors: str):
+    def text(fd: int, mode: str, line: bool, setting):
+        encoding, errors = setting
         raw = io.FileIO(fd, mode, closefd=False)
         buffered = io.BufferedWriter(raw) if mode == "w" else io.BufferedReader(raw)
-        return io.TextIOWrapper(buffered, encoding=sys.__stdout__.encoding if sys.__stdout__ else "utf-8",
-                                errors=errors, line_buffering=line)
+        return io.TextIOWrapper(buffered, encoding=encoding, errors=errors, line_buffering=line)
 
-    sys.stdin = sys.__stdin__ = text(0, "r", False, "strict")
-    sys.stdout = sys.__stdout__ = text(1, "w", os.isatty(1), "strict")
-    sys.stderr = sys.__stderr__ = text(2, "w", True, "backslashreplace")
+    sys.stdin = sys.__stdin__ = text(0, "r", False, settings[0])
+    sys.stdout = sys.__stdout__ = text(1, "w", os.isatty(1), settings[1])
+    sys.stderr = sys.__stderr__ = text(2, "w", True, settings[2])
 
 
 def read_request(conn) -> tuple[dict, list[int], bytes]:
@@ -231,7 +299,7 @@ def read_request(conn) -> tuple[dict, list[int], bytes]:
             raise ValueError("not a request")
         payload = _client._recv_exact(conn, size)
         request = marshal.loads(payload)
-        if not isinstance(request, dict) or not isinstance(request.get("env"), dict):
+        if not _well_formed(request):
             raise ValueError("not a request")
     except Exception:  # noqa: BLE001 - whatever was sent, it is not a request
         for fd in fds:
@@ -245,8 +313,7 @@ def _child(conn, request: dict, fds: list[int]) -> None:
     code = 1
     accepted = False
     try:
-        _reset_child_signals()
-        reason = _take_limits(request.get("rlimits", {}))
+        reason = _take_limits(request["rlimits"]) or _take_placement(request)
         if reason is not None:
             _client.send_frame(conn, b"N", reason.encode())
             os._exit(0)
@@ -260,9 +327,16 @@ def _child(conn, request: dict, fds: list[int]) -> None:
         os.environ.update(request["env"])
         argv = list(request["argv"])
         sys.argv = [request.get("argv0", "nanoBragg")] + argv
-        _rebind_streams()
-        conn.settimeout(None)
+        try:
+            _rebind_streams(request["streams"])
+        except LookupError:  # an encoding or error handler this Python does not know
+            _client.send_frame(conn, b"N", b"the command's standard streams use an unknown encoding")
+            os._exit(0)
+        conn.settimeout(_client.WAIT_ACCEPTED)
         _client.send_frame(conn, b"O")
+        if conn.recv(1) != b"G":  # the command gave up waiting (and may run itself): do nothing
+            os._exit(0)
+        conn.settimeout(None)
         accepted = True
         finished = threading.Event()
 
@@ -298,12 +372,6 @@ def _child(conn, request: dict, fds: list[int]) -> None:
     os._exit(code)
 
 
-def _fork() -> int:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    return os.fork()
-
-
 def _fork_spare(listener):
     """A child forked ahead of the next command, waiting for it (so the fork is off the clock).
 
@@ -323,7 +391,6 @@ def _fork_spare(listener):
         return None
     if pid == 0:
         try:
-            _reset_child_signals()
             listener.close()
             ours.close()
             try:  # the kernel's helper threads, ahead of the command
@@ -377,8 +444,17 @@ def _bind(path: str) -> socket.socket:
         sock.bind(path)
     finally:
         os.umask(old)
-    sock.listen(64)
+    sock.listen(1024)
     return sock
+
+
+def _lock_held(folder: str) -> bool:
+    """True while a server of this installation holds its lock (running, or warming up)."""
+    fd = _lock(folder)
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
 
 
 def _lock(folder: str):
@@ -402,7 +478,8 @@ def serve(idle_timeout: float = IDLE_TIMEOUT) -> int:
     if problem is not None:
         print(f"nbnumba server: error: {problem}", flush=True)
         return 2
-    lock = _lock(folder)
+    global _lock_fd
+    lock = _lock_fd = _lock(folder)
     if lock is None:
         print("nbnumba server: another server of this installation is running", flush=True)
         return 0
@@ -445,6 +522,9 @@ def serve(idle_timeout: float = IDLE_TIMEOUT) -> int:
                 conn, _ = sock.accept()
             except TimeoutError:
                 continue
+            except OSError:  # out of descriptors, an aborted connection: try again shortly
+                time.sleep(0.05)
+                continue
             with conn:
                 try:
                     if _client.peer_uid(conn) != os.geteuid():
@@ -471,17 +551,19 @@ def serve(idle_timeout: float = IDLE_TIMEOUT) -> int:
                             _client.send_frame(conn, b"N", why.encode())
                             declined += 1
                             continue
-                        if spare is None or not _hand_over(spare, conn, fds, payload):
-                            _close_spare(spare)
-                            spare = None
-                            if _fork() == 0:
-                                sock.close()
-                                _child(conn, request, fds)
-                        else:
-                            _close_spare(spare)
-                            spare = None
-                        for fd in fds:
-                            os.close(fd)
+                        try:
+                            if spare is None or not _hand_over(spare, conn, fds, payload):
+                                _close_spare(spare)
+                                spare = None
+                                if _fork() == 0:
+                                    sock.close()
+                                    _child(conn, request, fds)
+                            else:
+                                _close_spare(spare)
+                                spare = None
+                        finally:
+                            for fd in fds:
+                                os.close(fd)
                         served += 1
                         conn.close()  # before the next spare is forked, which must not hold this connection
                         spare = _fork_spare(sock)
@@ -495,7 +577,7 @@ def serve(idle_timeout: float = IDLE_TIMEOUT) -> int:
                     elif command == b"Q":
                         _client.send_frame(conn, b"Q")
                         break
-                except OSError:
+                except (OSError, EOFError):
                     declined += 1
     except _Stop:
         pass
@@ -512,7 +594,7 @@ def serve(idle_timeout: float = IDLE_TIMEOUT) -> int:
     return 0
 
 
-def _ask(command: bytes, timeout: float = 5.0):
+def _ask(command: bytes, timeout: float = 30.0):
     import marshal
 
     sock = _client.connect(timeout)
@@ -573,6 +655,17 @@ def start(idle_timeout: float = IDLE_TIMEOUT, wait: float = 300.0) -> tuple[dict
     problem = _client.private_dir_problem(folder)
     if problem is not None:
         raise RuntimeError(f"cannot use {folder} for the server's socket: {problem}")
+    deadline = time.monotonic() + wait
+    if _lock_held(folder):  # a server is starting (warming up): wait for it, leave its log alone
+        while time.monotonic() < deadline:
+            info = status()
+            if info is not None:
+                return info, False
+            if not _lock_held(folder):
+                break
+            time.sleep(0.05)
+        else:
+            raise RuntimeError(f"a server is starting but did not answer within {wait:g} s (see {log_path()})")
     log = os.open(log_path(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         proc = subprocess.Popen([sys.executable, "-m", "nbnumba_cli._server", "--idle-timeout", repr(idle_timeout)],
@@ -580,7 +673,6 @@ def start(idle_timeout: float = IDLE_TIMEOUT, wait: float = 300.0) -> tuple[dict
                                 start_new_session=True, close_fds=True)
     finally:
         os.close(log)
-    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         info = status()
         if info is not None:

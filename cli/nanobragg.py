@@ -131,7 +131,8 @@ def command(argv) -> int:
         code = 1
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # None: the descriptor was closed when Python started
+                stream.flush()
         except (OSError, ValueError):
             code = code or 1
     return code
@@ -156,7 +157,8 @@ def main() -> None:  # pragma: no cover - entry point
     else:
         for stream in (sys.stdout, sys.stderr):
             try:
-                stream.flush()
+                if stream is not None:
+                    stream.flush()
             except (OSError, ValueError):
                 pass
     os._exit(code)

@@ -68,51 +68,106 @@ def stop() -> None:
         _pool.shutdown()
 
 
-def map_ordered(fn, items, threads: int) -> list:
-    """``[fn(x) for x in items]`` on up to ``threads`` threads (this one included), results in order.
+def run_chunks(fn, count: int, threads: int, on_done=None) -> list:
+    """``[fn(i) for i in range(count)]`` on up to ``threads`` threads (this one included), results in order.
 
-    For work that releases the GIL (NumPy on large arrays).  The first
-    exception is raised once every started call has returned.
+    Each thread takes the next index when it finishes one.  ``on_done(i)``,
+    if given, is called in this thread for every finished ``i`` (progress).
+    For work that releases the GIL (ctypes calls, NumPy on large arrays).
+
+    No helper is still running ``fn`` when this returns or raises, even when
+    interrupts (Ctrl-C, SIGTERM) keep arriving while it waits for them: a
+    helper that starts after the end of the call does nothing.  The first
+    exception (this thread's, else a helper's) is raised then.
     """
-    items = list(items)
-    helpers = min(int(threads), len(items)) - 1
-    if helpers <= 0:
-        return [fn(x) for x in items]
-    results = [None] * len(items)
+    results = [None] * count
+    lock = threading.Condition()
+    state = {"next": 0, "active": 0, "stop": False}
     errors = []
-    lock = threading.Lock()
-    counter = iter(range(len(items)))
-    done = queue.SimpleQueue()
+    finished = queue.SimpleQueue()  # indices the helpers finished; None when a helper ends
 
     def take():
         with lock:
-            return next(counter, None)
-
-    def work():
-        try:
-            for i in iter(take, None):
-                results[i] = fn(items[i])
-        except BaseException as exc:  # noqa: BLE001 - raised by the caller
-            errors.append(exc)
-            with lock:  # the others stop taking work
-                for _ in counter:
-                    pass
+            if state["stop"] or state["next"] >= count:
+                return None
+            i = state["next"]
+            state["next"] += 1
+            return i
 
     def helper():
+        with lock:
+            if state["stop"]:  # queued behind other work until the call was over
+                return
+            state["active"] += 1
         try:
-            work()
+            for i in iter(take, None):
+                results[i] = fn(i)
+                finished.put(i)
+        except BaseException as exc:  # noqa: BLE001 - raised by the caller
+            with lock:
+                errors.append(exc)
+                state["stop"] = True
         finally:
-            done.put(None)
+            with lock:
+                state["active"] -= 1
+                lock.notify_all()
+            finished.put(None)
 
-    p = pool()
-    p.ensure(helpers)
-    for _ in range(helpers):
-        p.submit(helper)
+    helpers = min(int(threads), count) - 1
+    if helpers <= 0:
+        out = []
+        for i in range(count):
+            out.append(fn(i))
+            if on_done is not None:
+                on_done(i)
+        return out
+    failure = None
     try:
-        work()
-    finally:
+        p = pool()
+        p.ensure(helpers)
         for _ in range(helpers):
-            done.get()
+            p.submit(helper)
+        done = 0
+
+        def account(item):
+            nonlocal done
+            if item is not None:
+                done += 1
+                if on_done is not None:
+                    on_done(item)
+
+        for i in iter(take, None):
+            results[i] = fn(i)
+            account(i)
+            while True:  # what the helpers finished meanwhile
+                try:
+                    account(finished.get_nowait())
+                except queue.Empty:
+                    break
+        while done < count and not errors:
+            account(finished.get())
+    except BaseException as exc:  # noqa: BLE001 - raised below, once no helper runs
+        failure = exc
+    late = None
+    while True:  # stop the helpers and wait for them, whatever interrupts arrive meanwhile
+        try:
+            with lock:
+                state["stop"] = True
+                while state["active"] > 0:
+                    lock.wait()
+            break
+        except KeyboardInterrupt as exc:
+            late = late or exc
+    if failure is not None:
+        raise failure
     if errors:
         raise errors[0]
+    if late is not None:
+        raise late
     return results
+
+
+def map_ordered(fn, items, threads: int) -> list:
+    """``[fn(x) for x in items]`` on up to ``threads`` threads (see :func:`run_chunks`)."""
+    items = list(items)
+    return run_chunks(lambda i: fn(items[i]), len(items), threads)

@@ -376,6 +376,10 @@ def command_server(env: dict):
     command when the server cannot take it, so a timing is never silently a
     one-shot run).
     """
+    script = our_command()
+    if len(script) != 1 or Path(script[0]).name != "nanoBragg":
+        raise BenchError("timing the command server needs the installed nanoBragg script (none found next to "
+                         f"{sys.executable} or on PATH)")
     with tempfile.TemporaryDirectory(prefix="nbbench-server-") as runtime:
         os.chmod(runtime, 0o700)
         extra = dict(env, XDG_RUNTIME_DIR=runtime)

@@ -141,7 +141,13 @@ def run_nanobragg(argv, out=None, mode: str | None = None) -> int:
     say(f"  Xclose={c_g(det.Xclose)} Yclose={c_g(det.Yclose)}")
     say(f"  Fclose={c_g(det.Fclose)} Sclose={c_g(det.Sclose)}")
     chosen = f"{backend} (chosen by -backend auto)" if run.backend == "auto" else backend
-    say(f"  backend: {chosen}, dtype: {run.dtype}")
+    threads = ""
+    if backend == "cpu":
+        from .kernels.native import default_threads
+
+        count = int(run.nthreads) if run.nthreads else default_threads()
+        threads = f", {count} thread{'s' if count != 1 else ''}"
+    say(f"  backend: {chosen}, dtype: {run.dtype}{threads}")
 
     progress = None
     if run.progress:

@@ -272,3 +272,130 @@ def test_environment_rule():
     assert "NBNUMBA_CPU_KERNEL" in env_mismatch(base, dict(base, NBNUMBA_CPU_KERNEL="jit"))
     assert "PYTHONPATH" in env_mismatch(base, dict(base, PYTHONPATH="/x"))
     assert "HOME" in env_mismatch(base, {k: v for k, v in base.items() if k != "HOME"})
+
+
+LONG = ["-default_F", "100", "-cell", "70", "80", "90", "75", "85", "95", "-lambda", "1", "-N", "5",
+        "-detpixels", "1024", "-distance", "100", "-phisteps", "400", "-osc", "1", "-mosaic", "0.5",
+        "-mosaic_dom", "20", "-floatfile", "f.bin", "-noprogress"]
+TINY = ["-default_F", "1", "-cell", "50", "50", "50", "90", "90", "90", "-lambda", "1", "-distance", "100",
+        "-detpixels", "4", "-floatfile", "x.bin"]
+
+
+def test_closed_standard_output_is_never_the_socket(server, tmp_path):
+    """stdout closed (`>&-`): the command must not hand its own socket over as the run's stdout;
+    `require` says why, `auto` runs it here, and nothing ends in a traceback."""
+    served = _served(server)
+    cmd = ["sh", "-c", 'exec "$0" "$@" >&-', NANOBRAGG] + TINY
+    r = _run(cmd, tmp_path, dict(server, NBNUMBA_SERVER="require"))
+    assert r.returncode == 2 and r.stderr.strip() == ("nanoBragg: error: NBNUMBA_SERVER=require: "
+                                                      "standard stream 1 is closed")
+    r = _run(cmd, tmp_path, server)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert (tmp_path / "x.bin").stat().st_size == 4 * 4 * 4
+    assert _served(server) == served
+
+
+def test_an_ignored_signal_stays_ignored(server, tmp_path):
+    """A command started with SIGINT ignored (a background job of a script) is not interrupted by it."""
+    env = dict(server, NBNUMBA_SERVER="require")
+    args = list(LONG)
+    args[args.index("-detpixels") + 1] = "256"
+    args[args.index("-phisteps") + 1] = "60"
+    proc = subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$0" "$@"', str(NANOBRAGG)] + args, cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert (tmp_path / "f.bin").stat().st_size == 256 * 256 * 4
+
+
+def test_undecodable_file_name_as_in_one_shot(server, tmp_path):
+    """A file name that is not UTF-8 is printed as a one-shot process prints it (surrogateescape)."""
+    name = b"\xff\xfe.bin"
+    for mode in ("require", "off"):
+        folder = tmp_path / mode
+        folder.mkdir()
+        argv = [os.fsencode(str(NANOBRAGG))] + [a.encode() for a in TINY[:-1]] + [name]
+        r = subprocess.run(argv, cwd=folder, env=dict(server, NBNUMBA_SERVER=mode, LANG="C.UTF-8"),
+                           capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert os.path.exists(os.path.join(os.fsencode(str(folder)), name))
+
+
+def test_cpu_affinity_and_nice_are_the_commands(server, tmp_path):
+    """The run takes the command's CPU set (so its thread count) and nice value, not the server's."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two usable CPUs to restrict the command to one")
+    cpu = min(os.sched_getaffinity(0))
+    served = _served(server)
+
+    def placed():
+        os.sched_setaffinity(0, {cpu})
+        os.nice(5)
+
+    r = subprocess.run([str(NANOBRAGG)] + TINY, cwd=tmp_path, env=dict(server, NBNUMBA_SERVER="require"),
+                       capture_output=True, text=True, timeout=120, preexec_fn=placed)
+    assert r.returncode == 0, r.stderr
+    assert "backend: cpu, dtype: float64, 1 thread\n" in r.stdout
+    assert _served(server) == served + 1
+
+
+def test_a_new_server_starts_while_runs_of_the_old_one_go_on(tmp_path):
+    """Runs of a stopped server keep nothing of it: `server start` works at once (the lock is not theirs)."""
+    runtime = tmp_path / "rt"
+    runtime.mkdir(mode=0o700)
+    env = _env(runtime)
+    assert _run([NBNUMBA, "server", "start"], "/", env).returncode == 0
+    work = tmp_path / "w"
+    work.mkdir()
+    proc = subprocess.Popen([str(NANOBRAGG)] + LONG, cwd=work, env=dict(env, NBNUMBA_SERVER="require"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)
+        assert _run([NBNUMBA, "server", "stop"], "/", env).returncode == 0
+        r = _run([NBNUMBA, "server", "start", "--wait", "30"], "/", env)
+        assert r.returncode == 0 and "started" in r.stdout, r.stderr
+        assert proc.poll() is None  # the old run is still going
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+        _run([NBNUMBA, "server", "stop"], "/", env)
+    assert proc.returncode == 2 and not (work / "f.bin").exists()
+
+
+def test_no_run_without_the_go_ahead(server, tmp_path, monkeypatch):
+    """The child answers "O", then runs only after the command's "G": a command that gave up waiting
+    (and may run by itself) closes instead, and the child must run nothing."""
+    from nbnumba_cli import _client
+
+    for key, value in server.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    sock = _client.connect()
+    payload = _client._request(TINY)
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
+    sock.sendall(b"R")
+    _client.send_with_fds(sock, _client.MAGIC + len(payload).to_bytes(8, "little"), [0, 1, 2, cwd])
+    os.close(cwd)
+    sock.sendall(payload)
+    assert _client.recv_frame(sock)[0] == b"O"
+    sock.close()  # no "G"
+    time.sleep(1.0)
+    assert list(tmp_path.iterdir()) == []
+    assert _status(server) is not None
+
+
+def test_many_commands_at_once(server, tmp_path):
+    """40 commands started together: every one is served (none times out or fails), each writes its file."""
+    env = dict(server, NBNUMBA_SERVER="require")
+    procs = []
+    for i in range(40):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        procs.append((folder, subprocess.Popen([str(NANOBRAGG)] + TINY, cwd=folder, env=env,
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+    for folder, proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert (folder / "x.bin").stat().st_size == 4 * 4 * 4

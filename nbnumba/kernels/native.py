@@ -51,14 +51,11 @@ import ctypes
 import errno
 import functools
 import hashlib
-import itertools
 import json
 import os
-import queue
 import re
 import stat
 import sys
-import threading
 import time
 import warnings
 
@@ -600,84 +597,17 @@ def run(kernel: NativeKernel, arrays: interface.KernelArrays, first_index: int, 
     rows_total = -(-n // row)
     step = max(1, -(-rows_total // (16 * threads))) * row
     bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
-    results = [0.0] * len(bounds)
-    next_chunk = itertools.count()
-    finished = queue.SimpleQueue()
-    stop = threading.Event()
-    _EXITED = object()
-
-    def take():
-        i = next(next_chunk)
-        return None if i >= len(bounds) or stop.is_set() else i
-
-    def helper():
-        try:
-            for i in iter(take, None):
-                results[i] = chunk(*bounds[i])
-                finished.put(i)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-            finished.put(exc)
-        finally:
-            finished.put(_EXITED)
-
-    helpers = min(threads, len(bounds)) - 1
-    started = 0
     done = reported = 0
-    error = None
-    pending = len(bounds)
 
-    def account(item) -> bool:
-        """Count a finished chunk (or keep a helper's error); False once the run has failed."""
-        nonlocal done, reported, pending, error
-        if isinstance(item, BaseException):
-            error = item
-            return False
-        pending -= 1
-        done += bounds[item][1] - bounds[item][0]
-        if progress is not None and (done * 20 // n > reported or done == n):
+    def account(i):
+        nonlocal done, reported
+        done += bounds[i][1] - bounds[i][0]
+        if done * 20 // n > reported or done == n:
             reported = done * 20 // n
             progress(done / n)
-        return True
 
-    exited = 0
-    try:
-        pool = _threads.pool()
-        pool.ensure(helpers)
-        for _ in range(helpers):
-            pool.submit(helper)
-            started += 1
-        for i in iter(take, None):
-            results[i] = chunk(*bounds[i])
-            if not account(i):
-                break
-            while True:  # what the helpers finished meanwhile
-                try:
-                    item = finished.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _EXITED:
-                    exited += 1
-                elif not account(item):
-                    break
-            if error is not None:
-                break
-        while error is None and pending > 0:
-            item = finished.get()
-            if item is _EXITED:
-                exited += 1
-            elif not account(item):
-                break
-    finally:
-        # no helper may still write into ``out`` once this returns or raises
-        stop.set()
-        while exited < started:
-            item = finished.get()
-            if item is _EXITED:
-                exited += 1
-            elif isinstance(item, BaseException) and error is None:
-                error = item
-    if error is not None:
-        raise error
+    results = _threads.run_chunks(lambda i: chunk(*bounds[i]), len(bounds), threads,
+                                  on_done=account if progress is not None else None)
     total = 0.0
     for value in results:  # in raster order, whatever order the threads finished in
         total += value
