@@ -122,13 +122,12 @@ def _threads_started() -> bool:
     return True
 
 
-def warm_up() -> str:
-    """Import and load what a command needs; render a small image once when the native kernel runs.
+WARM_UP_RUNS = (("spec", ["-hkl", "warm.hkl"]), ("parity", ["-hkl", "warm.hkl"]), ("spec", []), ("parity", []))
 
-    Returns the CPU kernel in use (``native`` or ``jit``).  With the JIT
-    kernel nothing is rendered here: Numba's parallel threads must be
-    started by each child, never by the parent.
-    """
+
+def render_quietly(runs=WARM_UP_RUNS) -> None:
+    """Run small commands in a temporary folder, their output discarded: reading an HKL file (and
+    writing Fdump.bin), then Fdump.bin, in both modes.  Raises RuntimeError when one fails."""
     import contextlib
     import io
     import tempfile
@@ -136,35 +135,47 @@ def warm_up() -> str:
 
     from . import nanobragg
 
+    here = os.getcwd()
+    sink = io.StringIO()
+    with warnings.catch_warnings(record=True) as caught, tempfile.TemporaryDirectory(prefix="nbnumba-warm-") as tmp:
+        warnings.simplefilter("always")
+        os.chdir(tmp)
+        try:
+            with open("warm.hkl", "w") as f:
+                f.write("0 0 1 10.0\n1 0 0 20.5\n-1 2 3 30.25\n")
+            for mode, extra in runs:
+                with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                    try:
+                        nanobragg.run_command_line(list(WARM_UP_FLAGS) + extra + ["-mode", mode])
+                    except SystemExit as exc:
+                        if exc.code not in (0, None):
+                            raise RuntimeError(f"the warm-up run failed: {sink.getvalue()[-300:]}") from None
+        finally:
+            os.chdir(here)
+    if caught:  # let each command meet (and report) these itself
+        from nbnumba.kernels import native
+
+        native._loaded.clear()
+        native._warned.clear()
+
+
+def warm_up() -> str:
+    """Import and load what a command needs; render small images when the native kernel runs.
+
+    Returns the CPU kernel in use (``native`` or ``jit``).  With the JIT
+    kernel nothing is rendered here: Numba's parallel threads must be
+    started by each child, never by the parent.
+    """
+    from . import nanobragg
+
     nanobragg._lean_startup()
     import nbnumba.io.outputs  # noqa: F401
     import nbnumba.runner  # noqa: F401
     from nbnumba.kernels import native
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        kernel = native.load("render", "float64", "float32")
-        if kernel is not None:
-            here = os.getcwd()
-            sink = io.StringIO()
-            with tempfile.TemporaryDirectory(prefix="nbnumba-warm-") as folder:
-                os.chdir(folder)
-                with open("warm.hkl", "w") as f:
-                    f.write("0 0 1 10.0\n1 0 0 20.5\n-1 2 3 30.25\n")
-                try:  # reading an HKL file (and writing Fdump.bin), then Fdump.bin, in both modes
-                    for mode, extra in (("spec", ["-hkl", "warm.hkl"]), ("parity", ["-hkl", "warm.hkl"]),
-                                        ("spec", []), ("parity", [])):
-                        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                            try:
-                                nanobragg.run_command_line(list(WARM_UP_FLAGS) + extra + ["-mode", mode])
-                            except SystemExit as exc:
-                                if exc.code not in (0, None):
-                                    raise RuntimeError(f"the warm-up run failed: {sink.getvalue()[-300:]}") from None
-                finally:
-                    os.chdir(here)
-    if caught:  # let each command meet (and report) these itself
-        native._loaded.clear()
-        native._warned.clear()
+    kernel = native.load("render", "float64", "float32")
+    if kernel is not None:
+        render_quietly()
     native.stop_workers()  # each spare starts its own (threads do not survive a fork)
     if _threads_started() or threading.active_count() != 1:
         raise RuntimeError("the warm-up left threads running, which a forked run cannot use")

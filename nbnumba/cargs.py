@@ -16,6 +16,7 @@ spec mode a flag fires only the rules that belong to it.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -86,6 +87,12 @@ class _State:
         self.misset = [0.0, 0.0, 0.0]
 
 
+@functools.lru_cache(maxsize=1024)
+def _parity_rules(token: str) -> tuple:
+    """The rules (with their flags), in C's order, whose test is true for ``token`` in parity mode."""
+    return tuple((rule, owner) for rule, owner in RULES if not rule.spec_only and rule.matches(token))
+
+
 def interpret(parsed: Parsed, mode: str, base: SimConfig | None = None):
     """Apply the C argument rules to a parsed command line (no file I/O).
 
@@ -104,10 +111,8 @@ def interpret(parsed: Parsed, mode: str, base: SimConfig | None = None):
     for occ in parsed.items:
         i = occ.position
         token = argv[i]
-        for rule, owner in RULES:
+        for rule, owner in (_parity_rules(token) if parity else RULES):
             if parity:
-                if rule.spec_only or not rule.matches(token):
-                    continue
                 # C's "enough arguments follow" guard; in spec mode the parser
                 # has already checked the values
                 if rule.need and not argc > i + rule.need:
