@@ -1001,8 +1001,12 @@ def machine_info(c_bin: str | None = None) -> dict:
         "cpu_kernel": _cpu_kernel_in_use(),
         "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "c_bin": c_bin,
-        "git_commit": _git_commit(),
+        "git_commit": _git_commit() or _installed_commit(),
         "git_modified": _git_modified(),
+        # how nbnumba is installed, and the .pth files every Python start-up in this environment runs
+        # (an editable install's finder and numba-cuda's redirector cost tens of ms per command)
+        "install": _install_kind(),
+        "startup_pth": _startup_pth(),
     }
     try:
         info["load_average_at_start"] = list(os.getloadavg())
@@ -1090,6 +1094,40 @@ def _git_commit() -> str | None:
         return None
 
 
+def _installed_commit() -> str | None:
+    """The commit pip recorded for an install from a git URL (``pip install git+file://...``)."""
+    try:
+        from importlib.metadata import distribution
+
+        text = distribution("nbnumba").read_text("direct_url.json")
+        return (json.loads(text).get("vcs_info") or {}).get("commit_id") if text else None
+    except Exception:  # noqa: BLE001 - not installed as a distribution, or no record
+        return None
+
+
+def _install_kind() -> str:
+    """``editable`` (the package is read from a checkout) or ``installed`` (copied into site-packages)."""
+    try:
+        from importlib.metadata import distribution
+
+        text = distribution("nbnumba").read_text("direct_url.json")
+        if text and (json.loads(text).get("dir_info") or {}).get("editable"):
+            return "editable"
+    except Exception:  # noqa: BLE001
+        pass
+    return "editable" if (Path(__file__).resolve().parents[1] / "setup.cfg").exists() else "installed"
+
+
+def _startup_pth() -> list:
+    import site
+
+    names = set()
+    for folder in site.getsitepackages() + [site.getusersitepackages()]:
+        with contextlib.suppress(OSError):
+            names.update(p.name for p in Path(folder).glob("*.pth"))
+    return sorted(names)
+
+
 def _git_modified() -> list | None:
     """Tracked files of the package changed since the commit (the numbers measure the working tree)."""
     try:
@@ -1117,6 +1155,7 @@ def run_benchmarks(s: Settings, log=print) -> dict:
               "settings": {"quick": s.quick, "repeats": s.repeats, "w3_repeats": s.w3_repeats,
                            "threads": s.threads, "backend": s.backend, "workloads": list(s.workloads),
                            "c_bin": s.c_bin, "command": our_command(), "scan_workers": list(s.scan_workers),
+                           "server": s.server,
                            "peak_rss_tool": "/usr/bin/time -v" if _has_gnu_time() else "getrusage"}}
     cases = build_cases(s.workloads, s.quick, s.threads, s.golden_dir, s.w3_repeats)
     log(f"nbnumba bench: {len(cases)} cases, {s.repeats} repeat(s), {s.threads} thread(s), backend {s.backend}, "

@@ -122,11 +122,12 @@ def test_environment_read_at_start_up_is_not_served(server, tmp_path):
 def test_interrupt_reaches_the_run(server, tmp_path):
     """Ctrl-C of the command stops the served run: exit 2, one line, no output file; the server lives on."""
     args = [NANOBRAGG, "-default_F", "100", "-cell", "70", "80", "90", "75", "85", "95", "-lambda", "1",
-            "-N", "5", "-detpixels", "1024", "-distance", "100", "-phisteps", "400", "-osc", "1",
+            "-N", "5", "-detpixels", "512", "-distance", "100", "-phisteps", "400", "-osc", "1",
             "-mosaic", "0.5", "-mosaic_dom", "20", "-floatfile", "f.bin", "-noprogress"]
     proc = subprocess.Popen([str(a) for a in args], cwd=tmp_path, env=dict(server, NBNUMBA_SERVER="require"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # the run (about a minute) has started
+    time.sleep(1.5)  # the run (tens of seconds) has started
+    assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err
@@ -275,7 +276,7 @@ def test_environment_rule():
 
 
 LONG = ["-default_F", "100", "-cell", "70", "80", "90", "75", "85", "95", "-lambda", "1", "-N", "5",
-        "-detpixels", "1024", "-distance", "100", "-phisteps", "400", "-osc", "1", "-mosaic", "0.5",
+        "-detpixels", "512", "-distance", "100", "-phisteps", "400", "-osc", "1", "-mosaic", "0.5",
         "-mosaic_dom", "20", "-floatfile", "f.bin", "-noprogress"]
 TINY = ["-default_F", "1", "-cell", "50", "50", "50", "90", "90", "90", "-lambda", "1", "-distance", "100",
         "-detpixels", "4", "-floatfile", "x.bin"]
@@ -299,15 +300,16 @@ def test_an_ignored_signal_stays_ignored(server, tmp_path):
     """A command started with SIGINT ignored (a background job of a script) is not interrupted by it."""
     env = dict(server, NBNUMBA_SERVER="require")
     args = list(LONG)
-    args[args.index("-detpixels") + 1] = "256"
+    args[args.index("-detpixels") + 1] = "512"
     args[args.index("-phisteps") + 1] = "60"
     proc = subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$0" "$@"', str(NANOBRAGG)] + args, cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(1.0)
+    assert proc.poll() is None, "the run ended before the signal: make it longer"
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert (tmp_path / "f.bin").stat().st_size == 256 * 256 * 4
+    assert (tmp_path / "f.bin").stat().st_size == 512 * 512 * 4
 
 
 def test_undecodable_file_name_as_in_one_shot(server, tmp_path):
