@@ -352,6 +352,9 @@ def _child(conn, request: dict, fds: list[int]) -> None:
         finished = threading.Event()
 
         def watch():
+            from nbnumba._threads import block_signals
+
+            block_signals()
             while True:
                 try:
                     byte = conn.recv(1)

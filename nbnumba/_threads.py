@@ -10,7 +10,19 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import threading
+
+# Signals a process is stopped or told something with: the helpers leave them to the main thread, so a
+# main thread blocked in a system call (writing to a FIFO, waiting for a lock) is the one interrupted.
+_ASYNC_SIGNALS = {getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1",
+                                                      "SIGUSR2", "SIGALRM", "SIGCHLD") if hasattr(signal, name)}
+
+
+def block_signals() -> None:
+    """Leave asynchronous signals to the main thread (call at the start of a helper thread)."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, _ASYNC_SIGNALS)
 
 
 class WorkerPool:
@@ -22,6 +34,7 @@ class WorkerPool:
         self.threads: list[threading.Thread] = []
 
     def _loop(self):
+        block_signals()
         while True:
             task = self.tasks.get()
             if task is None:

@@ -415,9 +415,15 @@ def test_remove_stale_temporaries_ignores_other_files(tmp_path):
     assert len(list(tmp_path.iterdir())) == 2
 
 
+def _default_sigint():
+    # a test run started in the background of a non-interactive shell inherits SIGINT ignored;
+    # the commands here must see Ctrl-C as a user's terminal delivers it
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _python_command(code: str, *args, cwd, env=None, **kwargs):
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=cwd, env=env or _child_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_sigint, **kwargs)
 
 
 NANOBRAGG = "from nbnumba_cli.nanobragg import main; main()"

@@ -27,6 +27,12 @@ SMALL = ("-default_F 100 -cell 70 80 90 75 85 95 -lambda 1.0 -N 3 -detpixels 48 
 FILES = ["-floatfile", "f.bin", "-intfile", "i.img", "-noisefile", "n.img", "-pgmfile", "p.pgm"]
 
 
+def _default_sigint():
+    # a test run started in the background of a non-interactive shell inherits SIGINT ignored, which a
+    # command keeps ignoring (as it should); the commands here must see Ctrl-C as from a terminal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _env(runtime: Path, **extra) -> dict:
     env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))
     env.pop("NBNUMBA_SERVER", None)
@@ -125,7 +131,7 @@ def test_interrupt_reaches_the_run(server, tmp_path):
             "-N", "5", "-detpixels", "512", "-distance", "100", "-phisteps", "400", "-osc", "1",
             "-mosaic", "0.5", "-mosaic_dom", "20", "-floatfile", "f.bin", "-noprogress"]
     proc = subprocess.Popen([str(a) for a in args], cwd=tmp_path, env=dict(server, NBNUMBA_SERVER="require"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     time.sleep(1.5)  # the run (tens of seconds) has started
     assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
@@ -352,7 +358,7 @@ def test_a_new_server_starts_while_runs_of_the_old_one_go_on(tmp_path):
     work = tmp_path / "w"
     work.mkdir()
     proc = subprocess.Popen([str(NANOBRAGG)] + LONG, cwd=work, env=dict(env, NBNUMBA_SERVER="require"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     try:
         time.sleep(1.0)
         assert _run([NBNUMBA, "server", "stop"], "/", env).returncode == 0
