@@ -875,6 +875,9 @@ def help_text() -> str:
         "      folder of the native kernel libraries (default ~/.cache/nbnumba)",
         "  NUMBA_NUM_THREADS",
         "      CPU threads when -nthreads is not given (default: all usable cores)",
+        "  NBNUMBA_SERVER=auto|off|require",
+        "      run on this user's command server when one is running (`nbnumba server start`; default auto),",
+        "      never (off), or fail when none can take the command (require)",
         "",
     ]
     return "\n".join(lines)
