@@ -45,3 +45,20 @@ def test_statistics_do_not_depend_on_threads_and_match_numpy(masked):
     assert math.isclose(s.rmsd, math.sqrt(((roi - vals.mean()) ** 2).sum() / (roi.size - 1)), rel_tol=1e-12)
     pixel = prep.detector.pixel_size
     assert math.isclose(s.max_I_x, pixel * 20 + pixel / 2) and math.isclose(s.max_I_y, pixel * 100 + pixel / 2)
+
+
+def test_integer_image_does_not_depend_on_threads_and_matches_c_rounding():
+    """C's noiseless SMV pixels, floorf(v*scale + adc + 0.5) clipped to 16 bits, ROI only, on any thread count."""
+    from nbnumba.io.frame import integer_image
+
+    rng = np.random.default_rng(3)
+    image = (rng.random((ROWS, COLS)) ** 3 * 3e3).astype(np.float32)
+    image[7, 7] = 1e9  # clipped
+    rows, cols = slice(2, ROWS - 9), slice(3, COLS - 4)
+    outs = [integer_image(image, 21.5, 40.0, rows, cols, block_rows=64, threads=n) for n in (1, 2, 5)]
+    assert all(np.array_equal(o, outs[0]) for o in outs[1:])
+    expect = np.zeros(image.shape, np.uint16)
+    v = np.clip(image[rows, cols].astype(np.float64) * 21.5 + 40.0, 0, 65535) + 0.5
+    expect[rows, cols] = np.floor(v.astype(np.float32)).astype(np.uint16)
+    assert np.array_equal(outs[0], expect)
+    assert outs[0][7, 7] == 65535 and outs[0][0, 0] == 0

@@ -18,7 +18,7 @@ __all__ = ["Frame", "NoiseImage", "integer_image"]
 
 
 def integer_image(image, scale: float, adc: float, rows: slice, cols: slice,
-                  block_rows: int = 256) -> np.ndarray:
+                  block_rows: int = 256, threads: int | None = None) -> np.ndarray:
     """Noiseless SMV pixels: ``floor(v * scale + adc + 0.5)`` clipped, ROI only.
 
     Parameters
@@ -31,14 +31,21 @@ def integer_image(image, scale: float, adc: float, rows: slice, cols: slice,
         The ROI rectangle; pixels outside are 0.
     block_rows : int, optional
         Rows converted at a time (keeps temporaries small).
+    threads : int, optional
+        Threads converting blocks (default: as the kernel); the result does
+        not depend on it.
 
     Returns
     -------
     numpy.ndarray
         uint16 image of the same shape.
     """
+    from .. import _threads
+    from ..kernels.native import default_threads
+
     out = np.zeros(image.shape, dtype=np.uint16)
-    for r0 in range(rows.start, rows.stop, block_rows):
+
+    def convert(r0):
         r1 = min(r0 + block_rows, rows.stop)
         test = image[r0:r1, cols].astype(np.float64)
         test *= scale
@@ -47,6 +54,9 @@ def integer_image(image, scale: float, adc: float, rows: slice, cols: slice,
         test += 0.5
         # C rounds with floorf, i.e. after converting to single precision
         out[r0:r1, cols] = np.floor(test.astype(np.float32)).astype(np.uint16)
+
+    _threads.map_ordered(convert, range(rows.start, rows.stop, block_rows),
+                         max(1, int(threads)) if threads else default_threads())
     return out
 
 
