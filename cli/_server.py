@@ -35,6 +35,7 @@ Safety:
 from __future__ import annotations
 
 import os
+import re
 import resource
 import signal
 import socket
@@ -238,12 +239,31 @@ def _decline_reason(request: dict, base_env: dict) -> str | None:
         return "the command runs as another user"
     if request["gid"] != os.getegid() or request["groups"] != sorted(os.getgroups()):
         return "the command runs with other groups than the server"
-    if request["cgroup"] != _client._read_small("/proc/self/cgroup"):
+    if _cgroup_limits(request["cgroup"]) != _cgroup_limits(_client._read_small("/proc/self/cgroup")):
         return "the command runs in another control group (a batch job?) than the server"
     names = ("mnt", "pid", "net", "user", "ipc", "uts")
     if request["namespaces"] != [_client._link(f"/proc/self/ns/{name}") for name in names]:
         return "the command runs in other namespaces (a container?) than the server"
     return env_mismatch(base_env, request["env"])
+
+
+def _cgroup_limits(text: str) -> list:
+    """The control groups of ``/proc/self/cgroup`` whose limits a run must stay in.
+
+    A login session's own scope (``.../user-UID.slice/session-3.scope``, one
+    per ssh login or terminal) is read as the user's slice, whose limits all
+    of that user's sessions share; anything else (a batch job's cgroup, a
+    container's) must be the same.
+    """
+    out = []
+    for line in text.splitlines():
+        hierarchy, _, path = line.rpartition(":")
+        match = _USER_SLICE.match(path)
+        out.append((hierarchy, match.group(0) if match else path))
+    return out
+
+
+_USER_SLICE = re.compile(r"/user\.slice/user-\d+\.slice(?=/(?:session-[^/]+\.scope|user@\d+\.service/.*)$)")
 
 
 _REQUEST_FIELDS = {"argv0": str, "argv": list, "env": dict, "umask": int, "uid": int, "gid": int, "groups": list,
@@ -268,7 +288,8 @@ def _take_placement(request: dict) -> str | None:
     """The command's CPU affinity and nice value, for this thread and the kernel's helper threads."""
     from nbnumba import _threads
 
-    tids = [0] + [t.native_id for t in (_threads._pool.threads if _threads._pool is not None else ())]
+    pool = _threads._pool
+    tids = [0] + [t.native_id for t in (pool.threads if pool is not None and pool.pid == os.getpid() else ())]
     try:
         for tid in tids:
             os.sched_setaffinity(tid, request["affinity"])
@@ -345,7 +366,12 @@ def _child(conn, request: dict, fds: list[int]) -> None:
             os._exit(0)
         conn.settimeout(_client.WAIT_ACCEPTED)
         _client.send_frame(conn, b"O")
-        if conn.recv(1) != b"G":  # the command gave up waiting (and may run itself): do nothing
+        answer = conn.recv(1)
+        if answer == b"I":  # interrupted between "O" and "G": as an interrupted run, before it started
+            print("nanoBragg: error: interrupted", file=sys.stderr, flush=True)
+            _client.send_frame(conn, b"E", (2).to_bytes(4, "little", signed=True))
+            os._exit(0)
+        if answer != b"G":  # the command gave up waiting (and may run itself): do nothing
             os._exit(0)
         conn.settimeout(None)
         accepted = True
@@ -373,6 +399,7 @@ def _child(conn, request: dict, fds: list[int]) -> None:
         from .nanobragg import command
 
         code = command(argv)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt arriving now is too late: the run is over
         finished.set()
         _client.send_frame(conn, b"E", int(code).to_bytes(4, "little", signed=True))
         code = 0
@@ -420,6 +447,7 @@ def _fork_spare(listener):
                 head += _client._recv_exact(theirs, 8 - len(head))
             request = marshal.loads(_client._recv_exact(theirs, int.from_bytes(head, "little")))
             theirs.close()
+            os.set_inheritable(fds[0], False)  # passed descriptors arrive inheritable
             conn = socket.socket(fileno=fds[0])
         except BaseException:  # noqa: BLE001 - never back into the server's loop
             os._exit(0)
@@ -520,12 +548,14 @@ def serve(idle_timeout: float = IDLE_TIMEOUT) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, stop)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
-    print(f"nbnumba server: pid {os.getpid()} serving {path} ({kernel} kernel, warm in {warm_s:.2f} s)", flush=True)
     served = declined = 0
-    spare = _fork_spare(sock)
+    spare = None
     last = time.monotonic()
     reason = "stopped"
     try:
+        print(f"nbnumba server: pid {os.getpid()} serving {path} ({kernel} kernel, warm in {warm_s:.2f} s)",
+              flush=True)
+        spare = _fork_spare(sock)
         while True:
             left = idle_timeout - (time.monotonic() - last) if idle_timeout > 0 else 60.0
             if left <= 0:

@@ -169,7 +169,7 @@ def run_chunks(fn, count: int, threads: int, on_done=None) -> list:
                 while state["active"] > 0:
                     lock.wait()
             break
-        except KeyboardInterrupt as exc:
+        except BaseException as exc:  # noqa: BLE001 - a signal handler's exception, raised once they stopped
             late = late or exc
     if failure is not None:
         raise failure
@@ -181,6 +181,22 @@ def run_chunks(fn, count: int, threads: int, on_done=None) -> list:
 
 
 def map_ordered(fn, items, threads: int) -> list:
-    """``[fn(x) for x in items]`` on up to ``threads`` threads (see :func:`run_chunks`)."""
+    """``[fn(x) for x in items]`` on up to ``threads`` threads (see :func:`run_chunks`).
+
+    Each call in flight holds its own temporaries, so passes over an image
+    use :func:`pass_threads`, not every core."""
     items = list(items)
     return run_chunks(lambda i: fn(items[i]), len(items), threads)
+
+
+PASS_THREADS = 4  # whole-image passes (statistics, integer image) are memory-bound: a few threads are enough
+
+
+def pass_threads(requested: int | None = None) -> int:
+    """Threads for a pass over an image: as asked (default: as the kernel), at most :data:`PASS_THREADS`,
+    so that the blocks in flight (each a float64 copy of some rows) stay a small part of the image."""
+    if requested:
+        return max(1, min(int(requested), PASS_THREADS))
+    from .kernels.native import default_threads
+
+    return min(default_threads(), PASS_THREADS)

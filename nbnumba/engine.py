@@ -230,9 +230,8 @@ def statistics(prep: Prepared, image: np.ndarray, omega_total: float, nthreads: 
     depend on the thread count.
     """
     from . import _threads
-    from .kernels.native import default_threads
 
-    threads = max(1, int(nthreads) if nthreads else default_threads())
+    threads = _threads.pass_threads(nthreads)
     rows, cols = roi_slices(prep)
     mask2d = None
     if prep.config.mask is not None:

@@ -407,3 +407,45 @@ def test_many_commands_at_once(server, tmp_path):
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
         assert (folder / "x.bin").stat().st_size == 4 * 4 * 4
+
+
+def test_interrupt_between_accept_and_go_is_an_interrupted_run(server, tmp_path, monkeypatch):
+    """Ctrl-C after the child accepted but before "G": the run never starts, and the command is told
+    "interrupted" (exit 2) as a one-shot run interrupted that early would be."""
+    from nbnumba_cli import _client
+
+    for key, value in server.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    sock = _client.connect()
+    payload = _client._request(TINY)
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
+    err_r, err_w = os.pipe()
+    sock.sendall(b"R")
+    _client.send_with_fds(sock, _client.MAGIC + len(payload).to_bytes(8, "little"), [0, 1, err_w, cwd])
+    os.close(cwd)
+    os.close(err_w)
+    sock.sendall(payload)
+    assert _client.recv_frame(sock)[0] == b"O"
+    sock.sendall(b"I")
+    kind, body = _client.recv_frame(sock)
+    sock.close()
+    assert (kind, int.from_bytes(body, "little", signed=True)) == (b"E", 2)
+    assert os.read(err_r, 1000) == b"nanoBragg: error: interrupted\n"
+    os.close(err_r)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cgroup_rule():
+    """Commands from another login session of the same user are served; from a batch job's cgroup, not."""
+    from nbnumba_cli._server import _cgroup_limits
+
+    session = "0::/user.slice/user-1000.slice/session-3.scope\n"
+    other = "0::/user.slice/user-1000.slice/session-8.scope\n"
+    terminal = "0::/user.slice/user-1000.slice/user@1000.service/app.slice/vte-spawn-1.scope\n"
+    job = "0::/system.slice/slurmstepd.scope/job_12/step_0/user/task_0\n"
+    other_user = "0::/user.slice/user-1001.slice/session-3.scope\n"
+    assert _cgroup_limits(session) == _cgroup_limits(other) == _cgroup_limits(terminal)
+    assert _cgroup_limits(session) != _cgroup_limits(job)
+    assert _cgroup_limits(session) != _cgroup_limits(other_user)
+    assert _cgroup_limits(job) == _cgroup_limits(job)

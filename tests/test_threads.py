@@ -78,3 +78,39 @@ def test_a_stale_helper_does_nothing():
         gate.set()
     time.sleep(0.05)
     assert sorted(touched) == list(range(5))
+
+
+def test_exceptions_from_signal_handlers_wait_for_the_helpers():
+    """A signal handler raising (here SystemExit, every 50 ms) while the call waits for a helper: the call
+    raises only once the helper's chunk returned (its output buffer may be freed right after)."""
+    import signal
+
+    ended = []
+
+    def fn(i):
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.5)
+            ended.append(time.monotonic())
+        else:
+            time.sleep(0.02)  # so that the helper takes the other chunk
+        return i
+
+    def handler(signum, frame):
+        raise SystemExit(3)
+
+    old = signal.signal(signal.SIGALRM, handler)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1, 0.05)
+        with pytest.raises(SystemExit):
+            _threads.run_chunks(fn, 2, 2)
+        raised = time.monotonic()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert ended and ended[0] <= raised
+
+
+def test_image_passes_use_a_few_threads():
+    assert _threads.pass_threads(1) == 1
+    assert _threads.pass_threads(64) == _threads.PASS_THREADS
+    assert 1 <= _threads.pass_threads() <= _threads.PASS_THREADS

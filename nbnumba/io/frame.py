@@ -41,7 +41,6 @@ def integer_image(image, scale: float, adc: float, rows: slice, cols: slice,
         uint16 image of the same shape.
     """
     from .. import _threads
-    from ..kernels.native import default_threads
 
     out = np.zeros(image.shape, dtype=np.uint16)
 
@@ -55,8 +54,7 @@ def integer_image(image, scale: float, adc: float, rows: slice, cols: slice,
         # C rounds with floorf, i.e. after converting to single precision
         out[r0:r1, cols] = np.floor(test.astype(np.float32)).astype(np.uint16)
 
-    _threads.map_ordered(convert, range(rows.start, rows.stop, block_rows),
-                         max(1, int(threads)) if threads else default_threads())
+    _threads.map_ordered(convert, range(rows.start, rows.stop, block_rows), _threads.pass_threads(threads))
     return out
 
 
