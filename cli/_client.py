@@ -217,6 +217,11 @@ def _link(path: str) -> str:
         return ""
 
 
+def namespaces() -> list:
+    """This process's namespaces (mount, pid, network, user, IPC, host name), as the kernel names them."""
+    return [_link(f"/proc/self/ns/{name}") for name in ("mnt", "pid", "net", "user", "ipc", "uts")]
+
+
 def _stream_settings() -> list:
     out = []
     for stream in (sys.stdin, sys.stdout, sys.stderr):
@@ -245,7 +250,7 @@ def _request(argv: list[str]) -> bytes:
         # a server in another cgroup (a batch job's limits) or another namespace (a container)
         # would run the command outside them: such a command is declined
         "cgroup": _read_small("/proc/self/cgroup"),
-        "namespaces": [_link(f"/proc/self/ns/{name}") for name in ("mnt", "pid", "net", "user", "ipc", "uts")],
+        "namespaces": namespaces(),
     })
 
 
@@ -253,6 +258,21 @@ def _request(argv: list[str]) -> bytes:
 # (nohup, a background job of a script), as a one-shot run would ignore them too.
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP")
 WAIT_ACCEPTED = 60.0  # seconds for the server to take the command (a busy machine)
+
+
+def send_request(sock, argv: list[str], streams=(0, 1, 2)) -> None:
+    """Send the command ``argv``: "R", then the request with ``streams`` (stdin, stdout, stderr) and this
+    process's working folder passed along, then the request's bytes."""
+    payload = _request(argv)
+    if len(payload) > REQUEST_LIMIT:
+        raise ServerUnavailable("the arguments and environment are too large to send")
+    cwd = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sock.sendall(b"R")
+        send_with_fds(sock, MAGIC + len(payload).to_bytes(8, "little"), [*streams, cwd])
+    finally:
+        os.close(cwd)
+    sock.sendall(payload)
 
 
 def _run_remote(sock, argv: list[str]) -> int:
@@ -266,16 +286,7 @@ def _run_remote(sock, argv: list[str]) -> int:
     """
     import _signal  # not `signal`: that module imports enum, about 5 ms of a 60 ms command
 
-    payload = _request(argv)
-    if len(payload) > REQUEST_LIMIT:
-        raise ServerUnavailable("the arguments and environment are too large to send")
-    cwd = os.open(".", getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        sock.sendall(b"R")
-        send_with_fds(sock, MAGIC + len(payload).to_bytes(8, "little"), [0, 1, 2, cwd])
-    finally:
-        os.close(cwd)
-    sock.sendall(payload)
+    send_request(sock, argv)
     sock.settimeout(WAIT_ACCEPTED)
     kind, body = recv_frame(sock)
     if kind != b"O":

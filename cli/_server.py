@@ -126,7 +126,7 @@ def _threads_started() -> bool:
 WARM_UP_RUNS = (("spec", ["-hkl", "warm.hkl"]), ("parity", ["-hkl", "warm.hkl"]), ("spec", []), ("parity", []))
 
 
-def render_quietly(runs=WARM_UP_RUNS) -> None:
+def render_quietly() -> None:
     """Run small commands in a temporary folder, their output discarded: reading an HKL file (and
     writing Fdump.bin), then Fdump.bin, in both modes.  Raises RuntimeError when one fails."""
     import contextlib
@@ -144,7 +144,7 @@ def render_quietly(runs=WARM_UP_RUNS) -> None:
         try:
             with open("warm.hkl", "w") as f:
                 f.write("0 0 1 10.0\n1 0 0 20.5\n-1 2 3 30.25\n")
-            for mode, extra in runs:
+            for mode, extra in WARM_UP_RUNS:
                 with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
                     try:
                         nanobragg.run_command_line(list(WARM_UP_FLAGS) + extra + ["-mode", mode])
@@ -241,8 +241,7 @@ def _decline_reason(request: dict, base_env: dict) -> str | None:
         return "the command runs with other groups than the server"
     if _cgroup_limits(request["cgroup"]) != _cgroup_limits(_client._read_small("/proc/self/cgroup")):
         return "the command runs in another control group (a batch job?) than the server"
-    names = ("mnt", "pid", "net", "user", "ipc", "uts")
-    if request["namespaces"] != [_client._link(f"/proc/self/ns/{name}") for name in names]:
+    if request["namespaces"] != _client.namespaces():
         return "the command runs in other namespaces (a container?) than the server"
     return env_mismatch(base_env, request["env"])
 
@@ -315,6 +314,19 @@ def _rebind_streams(settings) -> None:
     sys.stderr = sys.__stderr__ = text(2, "w", True, settings[2])
 
 
+def _recv_head(sock, size: int, max_fds: int) -> tuple[bytes, list[int]]:
+    """The ``size``-byte head of a message and the descriptors passed with it (fewer bytes at end-of-file)."""
+    head, fds, _, _ = socket.recv_fds(sock, size, max_fds)
+    if head and len(head) < size:
+        try:
+            head += _client._recv_exact(sock, size - len(head))
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+    return head, fds
+
+
 def read_request(conn) -> tuple[dict, list[int], bytes]:
     """A command's request: (its fields, its stdin/stdout/stderr/folder descriptors, the raw bytes).
 
@@ -322,10 +334,8 @@ def read_request(conn) -> tuple[dict, list[int], bytes]:
     """
     import marshal
 
-    head, fds, _, _ = socket.recv_fds(conn, 12, 8)
+    head, fds = _recv_head(conn, 12, 8)
     try:
-        if len(head) < 12:
-            head += _client._recv_exact(conn, 12 - len(head))
         size = int.from_bytes(head[4:], "little")
         if head[:4] != _client.MAGIC or len(fds) != 4 or size > _client.REQUEST_LIMIT:
             raise ValueError("not a request")
@@ -440,11 +450,9 @@ def _fork_spare(listener):
                 native.start_workers()
             except Exception:  # noqa: BLE001 - the run will start them itself
                 pass
-            head, fds, _, _ = socket.recv_fds(theirs, 8, 5)
+            head, fds = _recv_head(theirs, 8, 5)
             if len(fds) != 5:  # the server stopped: end quietly
                 os._exit(0)
-            if len(head) < 8:
-                head += _client._recv_exact(theirs, 8 - len(head))
             request = marshal.loads(_client._recv_exact(theirs, int.from_bytes(head, "little")))
             theirs.close()
             os.set_inheritable(fds[0], False)  # passed descriptors arrive inheritable
