@@ -1,7 +1,7 @@
 """Console script ``nbnumba`` and the Click form of ``nanoBragg``.
 
 Heavy imports (numpy, numba) happen inside the commands, so ``-h`` is fast.
-The ``nanoBragg`` console script itself is :func:`nbnumba_cli.nanobragg.main`.
+The ``nanoBragg`` command itself is :func:`nbnumba_cli.nanobragg.main`, started by the script ``cli/bin/nanoBragg``.
 """
 
 from __future__ import annotations

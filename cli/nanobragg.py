@@ -1,4 +1,4 @@
-"""The ``nanoBragg`` console script: the C program's command line, verbatim.
+"""The ``nanoBragg`` command: the C program's command line, verbatim.
 
 The Click command :func:`nbnumba_cli.main.nanobragg` (also ``nbnumba run``)
 takes its arguments unprocessed and calls :func:`run_command_line`; this
@@ -139,7 +139,7 @@ def command(argv) -> int:
 
 
 def main() -> None:  # pragma: no cover - entry point
-    """Console script ``nanoBragg``.
+    """The ``nanoBragg`` command (script ``cli/bin/nanoBragg``; ``python -m nbnumba_cli.nanobragg`` too).
 
     First offers the command to this user's server, if one runs
     (:mod:`nbnumba_cli._client`, ``NBNUMBA_SERVER``); else runs it here.
@@ -162,3 +162,7 @@ def main() -> None:  # pragma: no cover - entry point
             except (OSError, ValueError):
                 pass
     os._exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m nbnumba_cli.nanobragg (where scripts do not run)
+    main()

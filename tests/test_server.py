@@ -426,6 +426,53 @@ def test_interrupt_between_accept_and_go_is_an_interrupted_run(server, tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_command_does_not_wait_for_the_one_before(server, tmp_path):
+    """A spare runs a small command ahead of its own, but only once the command before it has ended
+    and only while none is waiting: a short command sent while a long one runs starts at once."""
+    env = dict(server, NBNUMBA_SERVER="require")
+    (tmp_path / "long").mkdir()
+    (tmp_path / "short").mkdir()
+    long_argv = [NANOBRAGG] + SMALL[:SMALL.index("-detpixels")] + [
+        "-detpixels", "256", "-pixel", "0.2", "-distance", "80", "-misset", "10", "20", "30", "-mosaic", "0.5",
+        "-mosaic_dom", "10", "-phi", "0", "-osc", "5", "-phisteps", "40", "-seed", "7", "-floatfile", "f.bin",
+        "-nonoise", "-nopgm", "-noprogress", "-intfile", "i.img"]
+    t0 = time.monotonic()
+    long_run = subprocess.Popen([str(a) for a in long_argv], cwd=tmp_path / "long", env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    r = _run([NANOBRAGG] + TINY, tmp_path / "short", env)
+    short_done = time.monotonic() - t0
+    _, err = long_run.communicate(timeout=120)
+    long_done = time.monotonic() - t0
+    assert r.returncode == 0 and long_run.returncode == 0, r.stderr + err
+    assert (tmp_path / "short" / "x.bin").exists() and (tmp_path / "long" / "f.bin").exists()
+    assert long_done > 1.0, "the long command must outlast the short one for this test to mean anything"
+    assert short_done < long_done - 0.5
+
+
+def test_nanobragg_script_imports_almost_nothing(tmp_path):
+    """The nanoBragg script and the client it starts import only small standard modules before a server
+    takes the command: no re (12 ms; pip's entry-point wrapper imports it), no NumPy."""
+    script = Path(__file__).resolve().parents[1] / "cli" / "bin" / "nanoBragg"
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    env = _env(runtime, NBNUMBA_SERVER="require", PYTHONPROFILEIMPORTTIME="1")
+
+    def imported(argv) -> set:
+        r = _run([sys.executable] + argv, tmp_path, env)
+        return {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}, r
+
+    baseline, _ = imported(["-c", "pass"])
+    modules, r = imported([str(script)] + TINY)
+    assert r.returncode == 2 and "no server" in r.stderr.splitlines()[-1], r.stderr[-500:]
+    extra = modules - baseline
+    assert "nbnumba_cli._client" in extra
+    assert not extra & {"re", "enum", "numpy", "nbnumba", "warnings", "subprocess"}, sorted(extra)
+    allowed = {"nbnumba_cli", "nbnumba_cli.nanobragg", "nbnumba_cli._client", "__future__", "_socket", "resource",
+               "marshal", "stat", "_stat"}
+    assert extra <= allowed, sorted(extra - allowed)
+
+
 def test_cgroup_rule():
     """Commands from another login session of the same user are served; from a batch job's cgroup, not."""
     from nbnumba_cli._server import _cgroup_limits
