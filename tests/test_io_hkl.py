@@ -160,3 +160,24 @@ def test_fast_reader_leaves_other_lines_to_the_c_emulation(line):
     good = "0 0 1 10.5\n 0 1 1 3e2\n1 0 0 .5\n-1 2 3 7\n"
     assert _read_plain_hkl("x.hkl", good, 0.0) is not None  # the control: plain lines take the fast path
     assert _read_plain_hkl("x.hkl", good + line + "\n", 0.0) is None
+
+
+def test_dense_grid_hands_repeated_reflections_back():
+    """The vectorised table is built only when each reflection is listed once; a repeat (anywhere in
+    the list) returns None, for C's line-by-line reading where the last value wins."""
+    from nbnumba.io.hkl import dense_grid
+
+    hkl = np.array([[0, 0, 0], [1, -2, 3], [-4, 5, 0], [2, 2, 2]], dtype=np.int64)
+    F = np.array([1.0, 2.0, 3.0, 4.0])
+    grid = dense_grid("x.hkl", hkl, F)
+    assert grid.F[1 + 4, -2 + 2, 3] == 2.0 and grid.hkls == 4
+    assert np.count_nonzero(grid.F) == 4
+    for repeat in range(4):
+        assert dense_grid("x.hkl", np.vstack([hkl, hkl[repeat]]), np.append(F, 9.0)) is None
+
+
+def test_plain_hkl_repeated_reflection_last_one_wins(tmp_path):
+    path = tmp_path / "rep.hkl"
+    path.write_text("0 0 0 10\n1 1 1 5\n0 0 0 12\n")
+    grid = read_hkl(path)
+    assert grid.F[0, 0, 0] == 12.0 and grid.F[1, 1, 1] == 5.0 and grid.hkls == 3
