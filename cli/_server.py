@@ -9,7 +9,11 @@ on a Unix socket.  Each ``nanoBragg`` command (see :mod:`._client`) sends it
 its arguments, environment, working folder and standard streams; the
 server forks, and the child runs the command with exactly the code a
 one-shot process would run, then reports the exit status.  The parent never
-runs a command, so nothing one run does can leak into the next.
+runs a command, so nothing one run does can leak into the next.  The child
+is forked ahead of its command (a spare, with the kernel's threads started),
+and once the command before it has ended it runs one small render with its
+output discarded, so that the copy-on-write cost of a fresh fork is paid
+before its command arrives (:func:`_touch_ahead`).
 
 Safety:
 
