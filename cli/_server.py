@@ -454,10 +454,15 @@ def _touch_ahead(channel, previous: int | None) -> None:
             pidfd = None
     try:
         if pidfd is not None:
-            select.select([channel, pidfd], [], [])
-        if select.select([channel], [], [], 0)[0]:
+            both = select.poll()  # poll, not select: no limit on descriptor numbers
+            both.register(channel, select.POLLIN)
+            both.register(pidfd, select.POLLIN)
+            both.poll()
+        waiting = select.poll()
+        waiting.register(channel, select.POLLIN)
+        if waiting.poll(0):
             return  # a command (or the server's end) is waiting
-    except OSError:
+    except (OSError, ValueError):
         return
     finally:
         if pidfd is not None:
