@@ -450,8 +450,10 @@ def _touch_ahead(channel, previous: int | None) -> None:
     if previous is not None:
         try:
             pidfd = os.pidfd_open(previous)
-        except (AttributeError, OSError):  # gone already, or no pidfd on this system
+        except ProcessLookupError:  # it has ended already
             pidfd = None
+        except (AttributeError, OSError):  # no pidfd here (Linux < 5.3, a seccomp filter): no way to wait
+            return
     try:
         if pidfd is not None:
             both = select.poll()  # poll, not select: no limit on descriptor numbers
@@ -518,12 +520,22 @@ def _fork_spare(listener, touch: bool = False, previous: int | None = None):
     return pid, ours
 
 
+HAND_OVER_TIMEOUT = 5.0  # seconds a spare may take to read a command (it may be finishing its small run)
+
+
 def _hand_over(spare, conn, fds: list[int], payload: bytes) -> bool:
-    """Give the command (connection, descriptors, request) to the spare child; False when it is gone."""
+    """Give the command (connection, descriptors, request) to the spare child; False when it is gone.
+
+    A request larger than the socket's buffer waits for the spare to read
+    it; a spare that does not within :data:`HAND_OVER_TIMEOUT` (stuck in its
+    small run on a hung file system) counts as gone, so the server never
+    hangs on one.
+    """
     try:
+        spare[1].settimeout(HAND_OVER_TIMEOUT)
         socket.send_fds(spare[1], [len(payload).to_bytes(8, "little")], [conn.fileno()] + fds)
         spare[1].sendall(payload)
-    except OSError:
+    except OSError:  # TimeoutError included
         return False
     return True
 

@@ -196,7 +196,7 @@ def build_cases(workloads, quick: bool, threads: int, golden_dir: Path | None = 
 
 
 def our_command() -> list[str]:
-    """How to start our ``nanoBragg`` command (the installed entry point if found)."""
+    """How to start our ``nanoBragg`` command (the installed script if found)."""
     here = Path(sys.executable).parent / "nanoBragg"
     if here.exists():
         return [str(here)]

@@ -40,8 +40,9 @@ def _env(runtime: Path, **extra) -> dict:
     return env
 
 
-def _run(argv, cwd, env, **kw):
-    return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120, **kw)
+def _run(argv, cwd, env, timeout=120, **kw):
+    return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                          **kw)
 
 
 def _status(env) -> str | None:
@@ -428,49 +429,93 @@ def test_interrupt_between_accept_and_go_is_an_interrupted_run(server, tmp_path,
 
 def test_a_command_does_not_wait_for_the_one_before(server, tmp_path):
     """A spare runs a small command ahead of its own, but only once the command before it has ended
-    and only while none is waiting: a short command sent while a long one runs starts at once."""
+    and only while none is waiting: a command sent while another is still running is served at once.
+
+    The first command writes its float image into a FIFO that nobody reads yet, so it stays running
+    (blocked at its commit) for as long as the test needs, whatever the machine's speed."""
     env = dict(server, NBNUMBA_SERVER="require")
     (tmp_path / "long").mkdir()
     (tmp_path / "short").mkdir()
-    long_argv = [NANOBRAGG] + SMALL[:SMALL.index("-detpixels")] + [
-        "-detpixels", "256", "-pixel", "0.2", "-distance", "80", "-misset", "10", "20", "30", "-mosaic", "0.5",
-        "-mosaic_dom", "10", "-phi", "0", "-osc", "5", "-phisteps", "40", "-seed", "7", "-floatfile", "f.bin",
-        "-nonoise", "-nopgm", "-noprogress", "-intfile", "i.img"]
-    t0 = time.monotonic()
-    long_run = subprocess.Popen([str(a) for a in long_argv], cwd=tmp_path / "long", env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)
-    r = _run([NANOBRAGG] + TINY, tmp_path / "short", env)
-    short_done = time.monotonic() - t0
-    _, err = long_run.communicate(timeout=120)
-    long_done = time.monotonic() - t0
-    assert r.returncode == 0 and long_run.returncode == 0, r.stderr + err
-    assert (tmp_path / "short" / "x.bin").exists() and (tmp_path / "long" / "f.bin").exists()
-    assert long_done > 1.0, "the long command must outlast the short one for this test to mean anything"
-    assert short_done < long_done - 0.5
+    fifo = tmp_path / "long" / "f.fifo"
+    os.mkfifo(fifo)
+    served = _served(env)
+    first = subprocess.Popen([str(NANOBRAGG)] + TINY[:-2] + ["-floatfile", str(fifo)], cwd=tmp_path / "long",
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while _served(env) == served and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _served(env) == served + 1, "the first command was not handed to the server"
+        time.sleep(0.2)  # it is now blocked opening the FIFO
+        assert first.poll() is None
+        r = _run([NANOBRAGG] + TINY, tmp_path / "short", env, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "short" / "x.bin").stat().st_size == 4 * 4 * 4
+        assert first.poll() is None, "the first command ended before the FIFO was read"
+    finally:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # lets the first command's open go on
+        try:
+            data = b""
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                ended = first.poll() is not None
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:  # the writer has the FIFO open and wrote nothing more yet
+                    chunk = None
+                if chunk:
+                    data += chunk
+                elif ended:  # gone, and the FIFO read to its end
+                    break
+                else:
+                    time.sleep(0.01)
+        finally:
+            os.close(fd)
+        _, err = first.communicate(timeout=60)
+    assert first.returncode == 0, err
+    assert len(data) == 4 * 4 * 4
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / "cli" / "bin" / "nanoBragg"
+# what the script and the client may import beyond a bare interpreter's start-up
+SCRIPT_IMPORTS = {"nbnumba_cli", "nbnumba_cli.nanobragg", "nbnumba_cli._client", "__future__", "_socket", "resource",
+                  "marshal", "stat", "_stat"}
+
+
+def _imports(argv, cwd, env) -> tuple[set, subprocess.CompletedProcess]:
+    """Modules a Python run imports (``-X importtime``: a flag, so that a server still takes the command)."""
+    r = _run([sys.executable, "-X", "importtime"] + argv, cwd, env)
+    return {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}, r
 
 
 def test_nanobragg_script_imports_almost_nothing(tmp_path):
     """The nanoBragg script and the client it starts import only small standard modules before a server
-    takes the command: no re (12 ms; pip's entry-point wrapper imports it), no NumPy."""
-    script = Path(__file__).resolve().parents[1] / "cli" / "bin" / "nanoBragg"
+    takes the command: no re (12 ms; pip's entry-point wrapper imports it), no NumPy.  Here no server
+    runs (NBNUMBA_SERVER=require: the client gives up after trying)."""
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700)
-    env = _env(runtime, NBNUMBA_SERVER="require", PYTHONPROFILEIMPORTTIME="1")
-
-    def imported(argv) -> set:
-        r = _run([sys.executable] + argv, tmp_path, env)
-        return {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}, r
-
-    baseline, _ = imported(["-c", "pass"])
-    modules, r = imported([str(script)] + TINY)
+    env = _env(runtime, NBNUMBA_SERVER="require")
+    baseline, _ = _imports(["-c", "pass"], tmp_path, env)
+    modules, r = _imports([str(SCRIPT)] + TINY, tmp_path, env)
     assert r.returncode == 2 and "no server" in r.stderr.splitlines()[-1], r.stderr[-500:]
     extra = modules - baseline
     assert "nbnumba_cli._client" in extra
     assert not extra & {"re", "enum", "numpy", "nbnumba", "warnings", "subprocess"}, sorted(extra)
-    allowed = {"nbnumba_cli", "nbnumba_cli.nanobragg", "nbnumba_cli._client", "__future__", "_socket", "resource",
-               "marshal", "stat", "_stat"}
-    assert extra <= allowed, sorted(extra - allowed)
+    assert extra <= SCRIPT_IMPORTS, sorted(extra - SCRIPT_IMPORTS)
+
+
+def test_served_command_imports_almost_nothing(server, tmp_path):
+    """The same on the served path: the command runs (in the server) and the script imported only
+    the client's small modules."""
+    env = dict(server, NBNUMBA_SERVER="require")
+    served = _served(env)
+    baseline, _ = _imports(["-c", "pass"], tmp_path, env)
+    modules, r = _imports([str(SCRIPT)] + TINY, tmp_path, env)
+    assert r.returncode == 0, r.stderr[-500:]
+    assert (tmp_path / "x.bin").stat().st_size == 4 * 4 * 4 and _served(env) == served + 1
+    extra = modules - baseline
+    assert "nbnumba_cli._client" in extra and "numpy" not in extra and "re" not in extra, sorted(extra)
+    assert extra <= SCRIPT_IMPORTS, sorted(extra - SCRIPT_IMPORTS)
 
 
 def test_cgroup_rule():

@@ -377,13 +377,16 @@ def dense_grid(fname: str, hkl: np.ndarray, F: np.ndarray, default_F: float = 0.
     _check_table(fname, *(int(v) for v in (lo[0], hi[0], lo[1], hi[1], lo[2], hi[2])))
     table = np.zeros(tuple(int(r) + 1 for r in ranges), dtype=np.float64)
     flat = np.ravel_multi_index(tuple((hkl - lo).T), table.shape)
-    listed = np.zeros(table.size, dtype=np.bool_)  # a mark per cell: linear, where np.unique sorts (12 ms
-    listed[flat] = True                             # for 64k reflections)
-    if np.count_nonzero(listed) != flat.size:
+    cells = table.reshape(-1)
+    # a repeat: some reflection's cell holds a later reflection's number (linear in the list and no
+    # memory beyond it, where np.unique sorts: 12 ms for 64k reflections)
+    order = np.arange(1, flat.size + 1, dtype=np.float64)
+    cells[flat] = order
+    if not np.array_equal(cells[flat], order):
         return None
     if default_F != 0.0:
         table[: ranges[0], : ranges[1], : ranges[2]] = default_F
-    table.reshape(-1)[flat] = F
+    cells[flat] = F
     return HKLGrid(int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]), int(lo[2]), int(hi[2]), table,
                    int(hkl.shape[0]), [])
 
