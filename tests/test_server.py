@@ -531,3 +531,37 @@ def test_cgroup_rule():
     assert _cgroup_limits(session) != _cgroup_limits(job)
     assert _cgroup_limits(session) != _cgroup_limits(other_user)
     assert _cgroup_limits(job) == _cgroup_limits(job)
+
+
+def test_hand_over_to_a_stuck_spare_gives_up(monkeypatch):
+    """A spare that does not read its command (stuck in its small run) counts as gone after the
+    hand-over timeout, so the server runs the command in a fresh child instead of hanging."""
+    import socket
+
+    from nbnumba_cli import _server
+
+    monkeypatch.setattr(_server, "HAND_OVER_TIMEOUT", 0.3)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn, other = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        import threading
+
+        result = []
+        worker = threading.Thread(target=lambda: result.append(
+            _server._hand_over((0, ours), conn, [], b"x" * (8 << 20))), daemon=True)  # far more than a buffer
+        worker.start()
+        worker.join(10.0)
+        stuck = worker.is_alive()
+        theirs.close()  # releases a hand-over that never gave up
+        worker.join(10.0)
+        assert not stuck, "the hand-over waited for the stuck spare"
+        assert result == [False]
+        small_a, small_b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            assert _server._hand_over((0, small_a), conn, [], b"request") is True
+        finally:
+            small_a.close()
+            small_b.close()
+    finally:
+        for end in (ours, theirs, conn, other):
+            end.close()
