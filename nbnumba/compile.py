@@ -152,6 +152,8 @@ def cpu_bindings(precision: str = "double") -> dict:
     real = (nbtypes.float32, 4) if precision == "single" else (nbtypes.float64, 8)
     # the per-axis loops run in whole vectors of the lattice-factor type (AVX2: 8 float32, 4 float64)
     lanes = 8 if precision == "single" else 4
+    if block % lanes:  # the rounded-up block must stay within the stack arrays
+        raise ValueError(f"physics.FAST_BLOCK ({block}) must be a multiple of {lanes}")
     return {"FAST_PATH": True, "FAST_LANES": lanes, "scratch_block": stack_array(nbtypes.float64, 8, block),
             "scratch_block_real": stack_array(*real, block),
             "floor_float": njit(**options)(floor_float), "ceil_float": njit(**options)(ceil_float)}
