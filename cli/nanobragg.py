@@ -129,13 +129,21 @@ def command(argv) -> int:
     elif not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
+    if not _flush_streams():
+        code = code or 1
+    return code
+
+
+def _flush_streams() -> bool:
+    """Flush standard output and error; False when one of them could not be written."""
+    ok = True
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:  # None: the descriptor was closed when Python started
                 stream.flush()
         except (OSError, ValueError):
-            code = code or 1
-    return code
+            ok = False
+    return ok
 
 
 def main() -> None:  # pragma: no cover - entry point
@@ -155,12 +163,7 @@ def main() -> None:  # pragma: no cover - entry point
     if code is None:
         code = command(sys.argv[1:])
     else:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                if stream is not None:
-                    stream.flush()
-            except (OSError, ValueError):
-                pass
+        _flush_streams()  # the served run's status stands
     os._exit(code)
 
 

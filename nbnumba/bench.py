@@ -1094,27 +1094,27 @@ def _git_commit() -> str | None:
         return None
 
 
-def _installed_commit() -> str | None:
-    """The commit pip recorded for an install from a git URL (``pip install git+file://...``)."""
+def _direct_url() -> dict:
+    """What pip recorded about where nbnumba was installed from (``direct_url.json``); {} when nothing."""
     try:
         from importlib.metadata import distribution
 
         text = distribution("nbnumba").read_text("direct_url.json")
-        return (json.loads(text).get("vcs_info") or {}).get("commit_id") if text else None
-    except Exception:  # noqa: BLE001 - not installed as a distribution, or no record
-        return None
+        record = json.loads(text) if text else {}
+    except Exception:  # noqa: BLE001 - not installed as a distribution, or an unreadable record
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _installed_commit() -> str | None:
+    """The commit pip recorded for an install from a git URL (``pip install git+file://...``)."""
+    return (_direct_url().get("vcs_info") or {}).get("commit_id")
 
 
 def _install_kind() -> str:
     """``editable`` (the package is read from a checkout) or ``installed`` (copied into site-packages)."""
-    try:
-        from importlib.metadata import distribution
-
-        text = distribution("nbnumba").read_text("direct_url.json")
-        if text and (json.loads(text).get("dir_info") or {}).get("editable"):
-            return "editable"
-    except Exception:  # noqa: BLE001
-        pass
+    if (_direct_url().get("dir_info") or {}).get("editable"):
+        return "editable"
     return "editable" if (Path(__file__).resolve().parents[1] / "setup.cfg").exists() else "installed"
 
 
