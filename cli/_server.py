@@ -752,7 +752,7 @@ def stop(timeout: float = 10.0) -> dict | None:
 
 def log_path() -> str:
     """The log of this installation's server (what it printed)."""
-    return os.path.join(_client.runtime_dir(), f"s-{_client.installation_key()}.log")
+    return _client.socket_path() + ".log"
 
 
 def start(idle_timeout: float = IDLE_TIMEOUT, wait: float = 300.0) -> tuple[dict, bool]:
