@@ -55,10 +55,14 @@ CPU_INLINE = frozenset({"sinpi_small", "cospi_small", "sincg_reduced", "sincg", 
                         "solid_angle", "layer_capture_fraction", "scattering_vector", "beyond_resolution",
                         "source_polarization", "miller_indices", "fractional_indices", "distance_and_direction",
                         "reflection_slot", "scale_terms", "chebyshev_u", "block_miller", "block_axis",
-                        "block_sum", "fast_path_applies"})
+                        "block_sum", "fast_path_applies", "lanes_apply", "lanes_take", "lanes_sum",
+                        "lanes_phi_mosaic_sum", "render_raster_block",
+                        "raster_blocks", "raster_block"})
 
 
 PRECISIONS = ("double", "single")
+# pixels rendered together by the CPU builds (physics.PIXEL_LANES), per precision
+PIXEL_LANES = {"double": 16, "single": 64}
 
 
 def _float32_literals(code: types.CodeType) -> types.CodeType:
@@ -154,8 +158,11 @@ def cpu_bindings(precision: str = "double") -> dict:
     lanes = 8 if precision == "single" else 4
     if block % lanes:  # the rounded-up block must stay within the stack arrays
         raise ValueError(f"physics.FAST_BLOCK ({block}) must be a multiple of {lanes}")
+    pixel_lanes = PIXEL_LANES[precision]
     return {"FAST_PATH": True, "FAST_LANES": lanes, "scratch_block": stack_array(nbtypes.float64, 8, block),
             "scratch_block_real": stack_array(*real, block),
+            "PIXEL_LANES": pixel_lanes, "scratch_lanes": stack_array(nbtypes.float64, 8, pixel_lanes),
+            "scratch_lanes_real": stack_array(*real, pixel_lanes),
             "floor_float": njit(**options)(floor_float), "ceil_float": njit(**options)(ceil_float)}
 
 

@@ -606,6 +606,252 @@ def fast_phi_mosaic_sum(intensity, cell_table, sx, sy, sz, fp, fhkl, ip):
     return intensity
 
 
+# Pixel lanes (CPU builds).  In the common case the CPU builds render
+# PIXEL_LANES neighbouring pixels of a row at once (render_lanes): every
+# step of the loops of pixel_intensity runs as a short loop over the pixels,
+# so that LLVM vectorises across pixels -- the geometry (square roots and
+# divisions included), the Miller indices (the cell vectors are the same for
+# every pixel) and the lattice-factor series.  Each pixel goes through the
+# same operations in the same order as when rendered alone (select instead
+# of branch where pixels differ), so the values are the same bit for bit.
+# PIXEL_LANES is 1 here and in the CUDA build (render_raster_block then
+# renders pixel by pixel); nbnumba.compile binds it, with the stack arrays
+# scratch_lanes / scratch_lanes_real, for the CPU builds.
+PIXEL_LANES = 1
+
+
+def scratch_lanes():
+    """A work array of ``PIXEL_LANES`` float64 values; a stack array in the CPU builds."""
+    return [0.0] * PIXEL_LANES
+
+
+def scratch_lanes_real():
+    """A work array of ``PIXEL_LANES`` floats of the lattice-factor precision (see :func:`narrow`)."""
+    return [0.0] * PIXEL_LANES
+
+
+def lanes_apply(fp, ip):
+    """True where the run's options let :func:`render_lanes` render blocks (see :func:`lanes_take`).
+
+    The fast path's case (square crystal, reduced sincg, nearest structure
+    factors, no per-sub-pixel weights) without a resolution cut-off.
+    """
+    return (PIXEL_LANES > 1 and ip[IP_SHAPE] == SHAPE_SQUARE and ip[IP_EXACT_SINCG] == 0
+            and ip[IP_INTERPOLATE] == 0 and ip[IP_OS_THICK] == 0 and ip[IP_OS_POLAR] == 0
+            and ip[IP_OS_OMEGA] == 0 and fp[FP_DMIN] <= 0.0)
+
+
+def lanes_take(idx0, count, fp, ip, first_index):
+    """True where :func:`render_lanes` renders raster pixels ``idx0 .. idx0+count-1``.
+
+    The run's options allow it (:func:`lanes_apply`), the pixels lie in one
+    row, and the block does not hold ``first_index`` (parity mode's first
+    swept pixel, which starts from other cell vectors).
+    """
+    if not lanes_apply(fp, ip) or count < 1 or count > PIXEL_LANES:
+        return False
+    fpixel = idx0 - (idx0 // ip[IP_FPIXELS]) * ip[IP_FPIXELS]
+    if fpixel + count > ip[IP_FPIXELS]:
+        return False
+    return not (first_index >= idx0 and first_index < idx0 + count)
+
+
+def raster_blocks(start, count, ip):
+    """Number of blocks (see :func:`raster_block`) that cover raster pixels ``start .. start+count-1``."""
+    if count <= 0:
+        return 0
+    fpixels = ip[IP_FPIXELS]
+    rows = (start + count - 1) // fpixels - start // fpixels + 1
+    return rows * ((fpixels + PIXEL_LANES - 1) // PIXEL_LANES)
+
+
+def raster_block(b, start, count, ip):
+    """``(idx0, n)``: block ``b`` of raster pixels ``start .. start+count-1``.
+
+    Each row is cut into blocks of ``PIXEL_LANES`` pixels from its first
+    pixel (the last one shorter), so a block never spans two rows; blocks are
+    clipped to the range, which may leave them empty (``n = 0``).  In block
+    order the pixels come in raster order.
+    """
+    fpixels = ip[IP_FPIXELS]
+    per_row = (fpixels + PIXEL_LANES - 1) // PIXEL_LANES
+    row = start // fpixels + b // per_row
+    lo = row * fpixels + (b - (b // per_row) * per_row) * PIXEL_LANES
+    hi = min(lo + PIXEL_LANES, (row + 1) * fpixels, start + count)
+    lo = max(lo, start)
+    return lo, max(hi - lo, 0)
+
+
+def lanes_sum(intensity, hs, ks, ls, f_latts, fhkl, ip, default_f, water):
+    """Add one evaluation's ``F^2 F_latt^2`` to each pixel's ``intensity`` (as :func:`block_sum` does for one pixel)."""
+    if ip[IP_HKLS] == 0:
+        if default_f == 0.0:
+            return
+        for j in range(PIXEL_LANES):
+            f_latt = f_latts[j]
+            if f_latt == 0.0 and water == 0.0:
+                continue
+            intensity[j] += default_f * default_f * f_latt * f_latt
+        return
+    for j in range(PIXEL_LANES):
+        f_near = nearest_structure_factor(int(hs[j]), int(ks[j]), int(ls[j]), fhkl, ip, default_f)
+        if f_near == 0.0:
+            continue
+        f_latt = f_latts[j]
+        if f_latt == 0.0 and water == 0.0:
+            continue
+        intensity[j] += f_near * f_near * f_latt * f_latt
+
+
+def lanes_phi_mosaic_sum(intensity, cell_table, sxs, sys_, szs, fp, fhkl, ip, hs, ks, ls, ds, num, den):
+    """The phi/mosaic loop of :func:`pixel_intensity` for ``PIXEL_LANES`` pixels (scattering vectors ``s``).
+
+    Each evaluation's operations are those of :func:`fast_phi_mosaic_sum`
+    (Miller indices as :func:`fractional_indices`, the axes' series by
+    :func:`block_axis`), and each pixel's sum runs in evaluation order.
+    """
+    na = fp[FP_NA]
+    nb = fp[FP_NB]
+    nc = fp[FP_NC]
+    default_f = fp[FP_DEFAULT_F]
+    water = fp[FP_WATER]
+    for phi_tic in range(cell_table.shape[0]):
+        for mos in range(cell_table.shape[1]):
+            ax = cell_table[phi_tic, mos, 0]
+            ay = cell_table[phi_tic, mos, 1]
+            az = cell_table[phi_tic, mos, 2]
+            bx = cell_table[phi_tic, mos, 3]
+            by = cell_table[phi_tic, mos, 4]
+            bz = cell_table[phi_tic, mos, 5]
+            cx = cell_table[phi_tic, mos, 6]
+            cy = cell_table[phi_tic, mos, 7]
+            cz = cell_table[phi_tic, mos, 8]
+            for j in range(PIXEL_LANES):
+                hs[j] = ax * sxs[j] + ay * sys_[j] + az * szs[j]
+                ks[j] = bx * sxs[j] + by * sys_[j] + bz * szs[j]
+                ls[j] = cx * sxs[j] + cy * sys_[j] + cz * szs[j]
+                num[j] = 1.0
+                den[j] = 1.0
+            if na > 1:
+                block_axis(hs, PIXEL_LANES, na, ds, num, den)
+            else:
+                for j in range(PIXEL_LANES):
+                    hs[j] = ceil_float(hs[j] - 0.5)
+            if nb > 1:
+                block_axis(ks, PIXEL_LANES, nb, ds, num, den)
+            else:
+                for j in range(PIXEL_LANES):
+                    ks[j] = ceil_float(ks[j] - 0.5)
+            if nc > 1:
+                block_axis(ls, PIXEL_LANES, nc, ds, num, den)
+            else:
+                for j in range(PIXEL_LANES):
+                    ls[j] = ceil_float(ls[j] - 0.5)
+            for j in range(PIXEL_LANES):
+                num[j] = num[j] / den[j]
+            lanes_sum(intensity, hs, ks, ls, num, fhkl, ip, default_f, water)
+
+
+def render_lanes(total, idx0, count, fp, ip, sources, cells, fhkl, mask, scale, out, i0):
+    """Render raster pixels ``idx0 .. idx0+count-1`` into ``out[i0 ..]`` together (see ``PIXEL_LANES``).
+
+    :func:`pixel_intensity` and :func:`render_pixel` for a block that
+    :func:`lanes_take` accepts, pixel by pixel the same operations:
+    per-pixel state (solid angle, capture fraction and polarization held
+    from the first sub-pixel or source that set them, the diffracted
+    direction re-normalised with the polarization) is an array over the
+    pixels.  All ``PIXEL_LANES`` lanes are computed (those past ``count``
+    on pixel positions beyond it, never written); pixels outside the ROI or
+    mask are not written either.  Returns ``total`` plus the summed solid
+    angle of each rendered pixel, added in raster order.
+    """
+    thicksteps = ip[IP_THICKSTEPS]
+    oversample = ip[IP_OVERSAMPLE]
+    n_sources = ip[IP_SOURCES]
+    point_pixel = ip[IP_POINT_PIXEL]
+    nopolar = ip[IP_NOPOLAR] != 0
+    pixel_size = fp[FP_PIXEL_SIZE]
+    close_distance = fp[FP_CLOSE_DISTANCE]
+    thickstep = fp[FP_THICKSTEP]
+    mu = fp[FP_MU]
+    kahn = fp[FP_KAHN]
+    odx = fp[FP_ODET]
+    ody = fp[FP_ODET + 1]
+    odz = fp[FP_ODET + 2]
+    fpixels = ip[IP_FPIXELS]
+    spixel = idx0 // fpixels
+    fpixel0 = idx0 - spixel * fpixels
+    rendered = 0
+    for j in range(count):
+        rendered += raster_position(idx0 + j, ip, mask)[0]
+    if rendered == 0:
+        return total
+
+    intensity = scratch_lanes()
+    polar = scratch_lanes()
+    omega = scratch_lanes()
+    omega_sum = scratch_lanes()
+    capture = scratch_lanes()
+    dxs = scratch_lanes()
+    dys = scratch_lanes()
+    dzs = scratch_lanes()
+    sxs = scratch_lanes()
+    sys_ = scratch_lanes()
+    szs = scratch_lanes()
+    hs = scratch_lanes()
+    ks = scratch_lanes()
+    ls = scratch_lanes()
+    ds = scratch_lanes_real()
+    num = scratch_lanes_real()
+    den = scratch_lanes_real()
+    for j in range(PIXEL_LANES):
+        intensity[j] = fp[FP_I_BG]
+        polar[j] = 0.0
+        if nopolar:
+            polar[j] = 1.0
+        omega[j] = 0.0
+        omega_sum[j] = 0.0
+        capture[j] = 0.0
+
+    for thick_tic in range(thicksteps):
+        odet_depth = to_float(thick_tic) * thickstep
+        for j in range(PIXEL_LANES):
+            capture[j] = 0.0
+            if fp[FP_THICK] == 0.0:
+                capture[j] = 1.0
+        for sub_s in range(oversample):
+            for sub_f in range(oversample):
+                for j in range(PIXEL_LANES):
+                    px, py, pz = subpixel_position(fpixel0 + j, spixel, sub_f, sub_s, odet_depth, fp, ip)
+                    airpath, dx, dy, dz = distance_and_direction(px, py, pz)
+                    if omega[j] == 0.0:
+                        omega[j] = solid_angle(airpath, pixel_size, close_distance, point_pixel)
+                    omega_sum[j] += omega[j]
+                    if capture[j] == 0.0:
+                        capture[j] = layer_capture_fraction(thick_tic, thickstep, mu, dx * odx + dy * ody + dz * odz)
+                    dxs[j] = dx
+                    dys[j] = dy
+                    dzs[j] = dz
+                for source in range(n_sources):
+                    for j in range(PIXEL_LANES):
+                        sxs[j], sys_[j], szs[j] = scattering_vector(dxs[j], dys[j], dzs[j], sources, source)
+                    for j in range(PIXEL_LANES):
+                        if polar[j] == 0.0:
+                            polar[j] = source_polarization(kahn, sources, source, dxs[j], dys[j], dzs[j])
+                            # C re-normalises the diffracted vector in place here
+                            dxs[j], dys[j], dzs[j] = unit3(dxs[j], dys[j], dzs[j])
+                    lanes_phi_mosaic_sum(intensity, cells, sxs, sys_, szs, fp, fhkl, ip, hs, ks, ls, ds, num, den)
+    for j in range(count):
+        if raster_position(idx0 + j, ip, mask)[0]:
+            value = scale * intensity[j]
+            value *= capture[j]
+            value *= polar[j]
+            value *= omega[j]
+            out[i0 + j] = value
+            total += omega_sum[j]
+    return total
+
+
 def nearest_structure_factor(h0, k0, l0, fhkl, ip, default_f):
     """Structure factor of the nearest reciprocal-lattice point."""
     if (
@@ -1031,6 +1277,29 @@ def render_raster_pixel(idx, fp, ip, sources, cells, cells_first, fhkl, mask,
         idx == first_index, state, scale,
     )
     return 1, value, omega_sum, oor
+
+
+def render_raster_block(total, idx0, count, fp, ip, sources, cells, cells_first, fhkl, mask,
+                        first_index, interp_stop, scale, out, i0):
+    """Render raster pixels ``idx0 .. idx0+count-1`` into ``out[i0 ..]``: the body of the CPU kernels.
+
+    The kernels loop over the blocks of :func:`raster_block`.  A block that
+    :func:`lanes_take` accepts is rendered by :func:`render_lanes`; any
+    other, pixel by pixel through :func:`render_raster_pixel`.  Pixels
+    outside the ROI or mask are not written.  Returns ``total`` plus the
+    summed solid angle of the rendered pixels, added in raster order.
+    """
+    if PIXEL_LANES > 1:
+        if lanes_take(idx0, count, fp, ip, first_index):
+            return render_lanes(total, idx0, count, fp, ip, sources, cells, fhkl, mask, scale, out, i0)
+    for j in range(count):
+        rendered, value, omega_sum, oor = render_raster_pixel(
+            idx0 + j, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale
+        )
+        if rendered:
+            out[i0 + j] = value
+            total += omega_sum
+    return total
 
 
 def raster_pixel_out_of_range(idx, fp, ip, sources, cells, cells_first, fhkl, mask, first_index):

@@ -1,9 +1,11 @@
 """CPU kernels: a ``prange`` loop over pixels around the shared physics.
 
 Compiled kernels are cached on disk (``cache=True``, invalidated when the
-physics changes too: see :mod:`nbnumba.kernels._cache`); the per-pixel body,
-:func:`nbnumba.physics.render_raster_pixel`, is the same function the CUDA
-kernel runs, compiled by :func:`nbnumba.compile.cpu_functions`.  There is
+physics changes too: see :mod:`nbnumba.kernels._cache`); the body,
+:func:`nbnumba.physics.render_raster_block`, renders a block of pixels
+together where it can and otherwise calls, pixel by pixel, the function the
+CUDA kernel runs (:func:`nbnumba.physics.render_raster_pixel`), compiled by
+:func:`nbnumba.compile.cpu_functions`.  There is
 one set of kernels for each precision of the physics build
 (:func:`kernels`); the module-level names are the double-precision set.
 
@@ -22,23 +24,21 @@ from ._cache import install as _install_physics_aware_cache
 _install_physics_aware_cache()
 
 # bound per precision by kernels(); the loops below are compiled from clones
-render_raster_pixel = raster_pixel_out_of_range = raster_pixel_runs_phi_loop = None
+render_raster_block = raster_pixel_out_of_range = raster_pixel_runs_phi_loop = None
+raster_blocks = raster_block = None
 
 
 def render_image(fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
                  interp_stop, scale, start, image):
-    """Render pixels ``start .. start+image.size-1`` (raster order) into ``image``.
+    """Render pixels ``start .. start+image.size-1`` (raster order) into ``image``, block by block.
 
     Returns the summed solid angle of the rendered sub-pixels (C's statistic).
     """
     omega_total = 0.0
-    for i in prange(image.size):
-        rendered, value, omega_sum, oor = render_raster_pixel(
-            start + i, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale
-        )
-        if rendered:
-            image[i] = value
-            omega_total += omega_sum
+    for b in prange(raster_blocks(start, image.size, ip)):
+        idx, n = raster_block(b, start, image.size, ip)
+        omega_total += render_raster_block(0.0, idx, n, fp, ip, sources, cells, cells_first, fhkl, mask,
+                                           first_index, interp_stop, scale, image, idx - start)
     return omega_total
 
 
@@ -75,9 +75,10 @@ def kernels(precision: str = "double") -> types.SimpleNamespace:
     """
     phys = cpu_functions(precision)
     namespace = dict(globals())
-    namespace.update(render_raster_pixel=phys.render_raster_pixel,
+    namespace.update(render_raster_block=phys.render_raster_block,
                      raster_pixel_out_of_range=phys.raster_pixel_out_of_range,
-                     raster_pixel_runs_phi_loop=phys.raster_pixel_runs_phi_loop)
+                     raster_pixel_runs_phi_loop=phys.raster_pixel_runs_phi_loop,
+                     raster_blocks=phys.raster_blocks, raster_block=phys.raster_block)
     suffix = "_cpu" if precision == "double" else f"_cpu_{precision}"
     built = {}
     for fn in (render_image, find_out_of_range, find_phi_loop_pixels):

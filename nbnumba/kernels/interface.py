@@ -209,10 +209,12 @@ def pack(arrays: KernelArrays, first_index: int, interp_stop: int, scale: float)
 
 
 def row_loop_source() -> str:
-    """Python source of the exported row loop: array views of the arguments, then ``pixel`` per raster pixel.
+    """Python source of the exported row loop: array views of the arguments, then ``pixels`` per block.
 
-    Compiled by :mod:`nbnumba.kernels.native_build` with ``carray`` and
-    ``pixel`` (one per-pixel step) bound in its namespace.
+    Compiled by :mod:`nbnumba.kernels.native_build` with ``carray``,
+    ``raster_blocks`` and ``raster_block`` (the blocks of the range, from
+    the physics build) and ``pixels`` (the step over one block of raster
+    pixels, which carries the running total) bound in its namespace.
     """
     lines = [f"def row_loop({', '.join(c_parameter_names())}):"]
     for a in ARRAYS:
@@ -220,7 +222,8 @@ def row_loop_source() -> str:
         lines.append(f"    {a.name} = carray({_pointer_name(a)}, ({extents}))")
     lines.append("    out = carray(out_p, (count,))")
     lines.append("    total = 0.0")
-    lines.append("    for i in range(count):")
-    lines.append(f"        total += pixel(start + i, i, out, {', '.join(ARRAY_NAMES + SCALAR_NAMES)})")
+    lines.append("    for b in range(raster_blocks(start, count, ip)):")
+    lines.append("        idx, n = raster_block(b, start, count, ip)")
+    lines.append(f"        total = pixels(total, idx, idx - start, n, out, {', '.join(ARRAY_NAMES + SCALAR_NAMES)})")
     lines.append("    return total")
     return "\n".join(lines) + "\n"

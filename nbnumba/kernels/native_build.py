@@ -10,10 +10,12 @@ millisecond and needs neither Numba nor LLVM at run time.
 How a library is made:
 
 1. a serial loop over a range of raster pixels (:func:`row_loop`, derived
-   from the argument declaration of :mod:`nbnumba.kernels.interface`) around
-   one per-pixel step (``render``, ``out_of_range`` or ``phi_loop``: the
-   bodies of the ``prange`` kernels in :mod:`nbnumba.kernels.cpu`) is
-   compiled by ``numba.cfunc`` with a C signature of pointers and integers;
+   from the argument declaration of :mod:`nbnumba.kernels.interface`), in
+   blocks of up to the physics build's ``PIXEL_LANES`` pixels of a row
+   (:func:`nbnumba.physics.raster_block`), around one step per block
+   (``render``, ``out_of_range`` or ``phi_loop``: the bodies of the
+   ``prange`` kernels in :mod:`nbnumba.kernels.cpu`) is compiled by
+   ``numba.cfunc`` with a C signature of pointers and integers;
 2. its optimised LLVM module is emitted as position-independent machine code
    for this CPU (the same CPU name and features Numba's JIT uses);
 3. the handful of Python and Numba runtime symbols that only the unreachable
@@ -47,34 +49,37 @@ STUB_PREFIXES = ("Py", "_Py", "numba_", "NRT_")
 
 # Filled in by _compile_cfunc with the compiled physics and numba.carray; the
 # row loops below are compiled from clones that see those bindings.
-carray = render_raster_pixel = raster_pixel_out_of_range = raster_pixel_runs_phi_loop = None
+carray = render_raster_block = raster_pixel_out_of_range = raster_pixel_runs_phi_loop = None
 poisson_fill = RAN1_STATE_SIZE = POISSON_STATE_SIZE = None
 
 
-def render(idx, i, out, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale):
-    """Render pixel ``idx`` into ``out[i]``; return its summed solid angle."""
-    rendered, value, omega_sum, oor = render_raster_pixel(
-        idx, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale)
-    if rendered:
-        out[i] = value
-        return omega_sum
-    return 0.0
+def render(total, idx, i, n, out, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop,
+           scale):
+    """Render pixels ``idx .. idx+n-1`` into ``out[i ..]``; return ``total`` plus their summed solid angle."""
+    return render_raster_block(total, idx, n, fp, ip, sources, cells, cells_first, fhkl, mask, first_index,
+                               interp_stop, scale, out, i)
 
 
-def out_of_range(idx, i, out, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale):
-    """Flag pixel ``idx`` if its interpolation stencil leaves the HKL grid."""
-    out[i] = raster_pixel_out_of_range(idx, fp, ip, sources, cells, cells_first, fhkl, mask, first_index)
-    return 0.0
+def out_of_range(total, idx, i, n, out, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop,
+                 scale):
+    """Flag pixels ``idx .. idx+n-1`` whose interpolation stencil leaves the HKL grid."""
+    for j in range(n):
+        out[i + j] = raster_pixel_out_of_range(idx + j, fp, ip, sources, cells, cells_first, fhkl, mask,
+                                               first_index)
+    return total
 
 
-def phi_loop(idx, i, out, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop, scale):
-    """Flag pixel ``idx`` if it is rendered and some sub-pixel/source passes ``-dmin``."""
-    out[i] = raster_pixel_runs_phi_loop(idx, fp, ip, sources, cells, cells_first, fhkl, mask)
-    return 0.0
+def phi_loop(total, idx, i, n, out, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, interp_stop,
+             scale):
+    """Flag pixels ``idx .. idx+n-1`` that are rendered and where some sub-pixel/source passes ``-dmin``."""
+    for j in range(n):
+        out[i + j] = raster_pixel_runs_phi_loop(idx + j, fp, ip, sources, cells, cells_first, fhkl, mask)
+    return total
 
 
 KINDS = {"render": render, "out_of_range": out_of_range, "phi_loop": phi_loop}
-pixel = None  # bound to one of KINDS by _compile_cfunc
+pixels = None  # bound to one of KINDS by _compile_cfunc
+raster_blocks = raster_block = None  # the physics build's (blocks of PIXEL_LANES pixels within a row)
 
 
 def noise_loop(img_p, mask_p, n, adc_offset, state_p, pstate_p, out_p, overloads_p):
@@ -108,10 +113,11 @@ def _compile_cfunc(kind: str, dtype: str, out_dtype: str):
 
     phys = cpu_functions(precision_of(dtype))
     namespace = dict(globals())
-    namespace.update(carray=carray, render_raster_pixel=phys.render_raster_pixel,
+    namespace.update(carray=carray, render_raster_block=phys.render_raster_block,
                      raster_pixel_out_of_range=phys.raster_pixel_out_of_range,
-                     raster_pixel_runs_phi_loop=phys.raster_pixel_runs_phi_loop)
-    namespace["pixel"] = njit(rebind(KINDS[kind], namespace), inline="always", error_model="numpy")
+                     raster_pixel_runs_phi_loop=phys.raster_pixel_runs_phi_loop,
+                     raster_blocks=phys.raster_blocks, raster_block=phys.raster_block)
+    namespace["pixels"] = njit(rebind(KINDS[kind], namespace), inline="always", error_model="numpy")
     return cfunc(interface.cfunc_signature(dtype, out_dtype), error_model="numpy")(row_loop(namespace))
 
 
