@@ -56,13 +56,28 @@ CPU_INLINE = frozenset({"sinpi_small", "cospi_small", "sincg_reduced", "sincg", 
                         "source_polarization", "miller_indices", "fractional_indices", "distance_and_direction",
                         "reflection_slot", "scale_terms", "chebyshev_u", "block_miller", "block_axis",
                         "block_sum", "fast_path_applies", "lanes_apply", "lanes_take", "lanes_sum",
-                        "lanes_phi_mosaic_sum", "render_raster_block",
+                        "block_lattice_factors", "lanes_phi_mosaic_sum", "render_raster_block",
                         "raster_blocks", "raster_block"})
 
 
 PRECISIONS = ("double", "single")
 # pixels rendered together by the CPU builds (physics.PIXEL_LANES), per precision
 PIXEL_LANES = {"double": 16, "single": 64}
+
+
+def pixel_lanes(precision: str) -> int:
+    """``physics.PIXEL_LANES`` of a CPU build: :data:`PIXEL_LANES`, or 1 where Numba uses Intel's SVML.
+
+    With SVML, LLVM may turn the math-library calls of the lane loops
+    (``exp`` of the capture fraction, ``atan2``/``cos`` of the polarization)
+    into SVML vector calls, which differ from the scalar library in the last
+    bits; the pixel-by-pixel path calls the scalar library, so the lanes
+    could no longer match it.  Either build is correct, so the native
+    library's cache key need not know which one it holds.
+    """
+    from numba import config
+
+    return 1 if getattr(config, "USING_SVML", False) else PIXEL_LANES[precision]
 
 
 def _float32_literals(code: types.CodeType) -> types.CodeType:
@@ -136,7 +151,10 @@ def cpu_bindings(precision: str = "double") -> dict:
     builds have no allocator), ``scratch_block_real`` the same of the
     precision's lattice-factor type (float32 for ``single``); ``floor_float`` and ``ceil_float`` the
     rounding instructions (``np.floor``/``np.ceil`` of a scalar), which
-    vectorise where ``float(math.floor(x))`` goes through an integer.
+    vectorise where ``float(math.floor(x))`` goes through an integer;
+    ``PIXEL_LANES`` (:func:`pixel_lanes`) and its work arrays
+    ``scratch_lanes`` (float64) and ``scratch_lanes_real``, likewise on the
+    stack.
     """
     import numpy as np
     from numba import njit
@@ -158,11 +176,11 @@ def cpu_bindings(precision: str = "double") -> dict:
     lanes = 8 if precision == "single" else 4
     if block % lanes:  # the rounded-up block must stay within the stack arrays
         raise ValueError(f"physics.FAST_BLOCK ({block}) must be a multiple of {lanes}")
-    pixel_lanes = PIXEL_LANES[precision]
+    lanes_of_pixels = pixel_lanes(precision)
     return {"FAST_PATH": True, "FAST_LANES": lanes, "scratch_block": stack_array(nbtypes.float64, 8, block),
             "scratch_block_real": stack_array(*real, block),
-            "PIXEL_LANES": pixel_lanes, "scratch_lanes": stack_array(nbtypes.float64, 8, pixel_lanes),
-            "scratch_lanes_real": stack_array(*real, pixel_lanes),
+            "PIXEL_LANES": lanes_of_pixels, "scratch_lanes": stack_array(nbtypes.float64, 8, lanes_of_pixels),
+            "scratch_lanes_real": stack_array(*real, lanes_of_pixels),
             "floor_float": njit(**options)(floor_float), "ceil_float": njit(**options)(ceil_float)}
 
 

@@ -538,6 +538,36 @@ def block_axis(vals, count, n, ds, num, den):
             den[j] = den[j] * s_den
 
 
+def block_lattice_factors(hs, ks, ls, count, na, nb, nc, ds, num, den):
+    """Square-crystal lattice factors of ``count`` evaluations (:func:`lattice_factor`, reduced sincg).
+
+    ``hs``, ``ks``, ``ls`` (fractional indices) are replaced by the nearest
+    integers (as floats) and ``num[j]`` by the lattice factor, the axes in
+    :func:`lattice_factor`'s order (:func:`block_axis` for each axis of more
+    than one cell).
+    """
+    for j in range(count):
+        num[j] = 1.0
+        den[j] = 1.0
+    if na > 1:
+        block_axis(hs, count, na, ds, num, den)
+    else:
+        for j in range(count):
+            hs[j] = ceil_float(hs[j] - 0.5)
+    if nb > 1:
+        block_axis(ks, count, nb, ds, num, den)
+    else:
+        for j in range(count):
+            ks[j] = ceil_float(ks[j] - 0.5)
+    if nc > 1:
+        block_axis(ls, count, nc, ds, num, den)
+    else:
+        for j in range(count):
+            ls[j] = ceil_float(ls[j] - 0.5)
+    for j in range(count):
+        num[j] = num[j] / den[j]
+
+
 def block_sum(intensity, count, hs, ks, ls, f_latts, fhkl, ip, default_f, water):
     """Add a block's ``F^2 F_latt^2`` to ``intensity`` in evaluation order (as the general loop does)."""
     if ip[IP_HKLS] == 0:  # every F is default_f: a plain sum
@@ -582,26 +612,7 @@ def fast_phi_mosaic_sum(intensity, cell_table, sx, sy, sz, fp, fhkl, ip):
             hs[j] = 0.0
             ks[j] = 0.0
             ls[j] = 0.0
-        for j in range(lanes):
-            num[j] = 1.0
-            den[j] = 1.0
-        if na > 1:
-            block_axis(hs, lanes, na, ds, num, den)
-        else:
-            for j in range(lanes):
-                hs[j] = ceil_float(hs[j] - 0.5)
-        if nb > 1:
-            block_axis(ks, lanes, nb, ds, num, den)
-        else:
-            for j in range(lanes):
-                ks[j] = ceil_float(ks[j] - 0.5)
-        if nc > 1:
-            block_axis(ls, lanes, nc, ds, num, den)
-        else:
-            for j in range(lanes):
-                ls[j] = ceil_float(ls[j] - 0.5)
-        for j in range(lanes):
-            num[j] = num[j] / den[j]
+        block_lattice_factors(hs, ks, ls, lanes, na, nb, nc, ds, num, den)
         intensity = block_sum(intensity, count, hs, ks, ls, num, fhkl, ip, fp[FP_DEFAULT_F], fp[FP_WATER])
     return intensity
 
@@ -616,7 +627,9 @@ def fast_phi_mosaic_sum(intensity, cell_table, sx, sy, sz, fp, fhkl, ip):
 # of branch where pixels differ), so the values are the same bit for bit.
 # PIXEL_LANES is 1 here and in the CUDA build (render_raster_block then
 # renders pixel by pixel); nbnumba.compile binds it, with the stack arrays
-# scratch_lanes / scratch_lanes_real, for the CPU builds.
+# scratch_lanes / scratch_lanes_real, for the CPU builds (1 there too where
+# Numba vectorises math-library calls with Intel's SVML, whose exp, atan2
+# and cos are not the scalar library's bit for bit).
 PIXEL_LANES = 1
 
 
@@ -641,19 +654,27 @@ def lanes_apply(fp, ip):
             and ip[IP_OS_OMEGA] == 0 and fp[FP_DMIN] <= 0.0)
 
 
-def lanes_take(idx0, count, fp, ip, first_index):
+def lanes_take(idx0, count, fp, ip, mask, first_index):
     """True where :func:`render_lanes` renders raster pixels ``idx0 .. idx0+count-1``.
 
     The run's options allow it (:func:`lanes_apply`), the pixels lie in one
-    row, and the block does not hold ``first_index`` (parity mode's first
-    swept pixel, which starts from other cell vectors).
+    row, the block does not hold ``first_index`` (the first rendered pixel,
+    which in parity mode may start from other cell vectors), and at least
+    half a block's worth of them is rendered (inside the ROI and mask): the
+    lanes compute every lane, so a mostly empty block is cheaper pixel by
+    pixel.
     """
     if not lanes_apply(fp, ip) or count < 1 or count > PIXEL_LANES:
         return False
     fpixel = idx0 - (idx0 // ip[IP_FPIXELS]) * ip[IP_FPIXELS]
     if fpixel + count > ip[IP_FPIXELS]:
         return False
-    return not (first_index >= idx0 and first_index < idx0 + count)
+    if first_index >= idx0 and first_index < idx0 + count:
+        return False
+    rendered = 0
+    for j in range(count):
+        rendered += raster_position(idx0 + j, ip, mask)[0]
+    return 2 * rendered >= PIXEL_LANES
 
 
 def raster_blocks(start, count, ip):
@@ -707,8 +728,9 @@ def lanes_phi_mosaic_sum(intensity, cell_table, sxs, sys_, szs, fp, fhkl, ip, hs
     """The phi/mosaic loop of :func:`pixel_intensity` for ``PIXEL_LANES`` pixels (scattering vectors ``s``).
 
     Each evaluation's operations are those of :func:`fast_phi_mosaic_sum`
-    (Miller indices as :func:`fractional_indices`, the axes' series by
-    :func:`block_axis`), and each pixel's sum runs in evaluation order.
+    (Miller indices as :func:`fractional_indices`, lattice factors by
+    :func:`block_lattice_factors`), and each pixel's sum runs in evaluation
+    order.
     """
     na = fp[FP_NA]
     nb = fp[FP_NB]
@@ -730,25 +752,7 @@ def lanes_phi_mosaic_sum(intensity, cell_table, sxs, sys_, szs, fp, fhkl, ip, hs
                 hs[j] = ax * sxs[j] + ay * sys_[j] + az * szs[j]
                 ks[j] = bx * sxs[j] + by * sys_[j] + bz * szs[j]
                 ls[j] = cx * sxs[j] + cy * sys_[j] + cz * szs[j]
-                num[j] = 1.0
-                den[j] = 1.0
-            if na > 1:
-                block_axis(hs, PIXEL_LANES, na, ds, num, den)
-            else:
-                for j in range(PIXEL_LANES):
-                    hs[j] = ceil_float(hs[j] - 0.5)
-            if nb > 1:
-                block_axis(ks, PIXEL_LANES, nb, ds, num, den)
-            else:
-                for j in range(PIXEL_LANES):
-                    ks[j] = ceil_float(ks[j] - 0.5)
-            if nc > 1:
-                block_axis(ls, PIXEL_LANES, nc, ds, num, den)
-            else:
-                for j in range(PIXEL_LANES):
-                    ls[j] = ceil_float(ls[j] - 0.5)
-            for j in range(PIXEL_LANES):
-                num[j] = num[j] / den[j]
+            block_lattice_factors(hs, ks, ls, PIXEL_LANES, na, nb, nc, ds, num, den)
             lanes_sum(intensity, hs, ks, ls, num, fhkl, ip, default_f, water)
 
 
@@ -781,11 +785,6 @@ def render_lanes(total, idx0, count, fp, ip, sources, cells, fhkl, mask, scale, 
     fpixels = ip[IP_FPIXELS]
     spixel = idx0 // fpixels
     fpixel0 = idx0 - spixel * fpixels
-    rendered = 0
-    for j in range(count):
-        rendered += raster_position(idx0 + j, ip, mask)[0]
-    if rendered == 0:
-        return total
 
     intensity = scratch_lanes()
     polar = scratch_lanes()
@@ -1290,7 +1289,7 @@ def render_raster_block(total, idx0, count, fp, ip, sources, cells, cells_first,
     summed solid angle of the rendered pixels, added in raster order.
     """
     if PIXEL_LANES > 1:
-        if lanes_take(idx0, count, fp, ip, first_index):
+        if lanes_take(idx0, count, fp, ip, mask, first_index):
             return render_lanes(total, idx0, count, fp, ip, sources, cells, fhkl, mask, scale, out, i0)
     for j in range(count):
         rendered, value, omega_sum, oor = render_raster_pixel(

@@ -1,14 +1,18 @@
 """The CPU builds' pixel lanes against the pixel-by-pixel loop.
 
-:func:`nbnumba.physics.render_raster_block` renders ``PIXEL_LANES``
-neighbouring pixels together (:func:`nbnumba.physics.render_lanes`) where
-it can.  Every pixel must come out bit for bit as when rendered alone by
+:func:`nbnumba.physics.render_raster_block` renders up to ``PIXEL_LANES``
+neighbouring pixels of a row together (:func:`nbnumba.physics.render_lanes`)
+where :func:`nbnumba.physics.lanes_take` allows it.  Every pixel must come
+out bit for bit as when rendered alone by
 :func:`nbnumba.physics.render_raster_pixel` (parity mode depends on it), in
-both precisions, for every option the lanes accept; blocks they cannot take
-(row ends, ROI edges, masked pixels, parity mode's first swept pixel, a
-resolution cut-off, interpolation) must go pixel by pixel.  Each case also
-checks how many blocks took the lanes, so that a case meant to exercise them
-cannot pass without doing so.
+both precisions, for every option the lanes accept, with pixels outside the
+ROI or mask left unwritten; blocks they do not take (the first rendered
+pixel's, mostly unrendered ones, and every block of a run with a resolution
+cut-off, interpolation, another crystal shape, C's exact sincg or
+per-sub-pixel weights) go pixel by pixel.  Each case also checks how many
+blocks took the lanes, so that a case meant to exercise them cannot pass
+without doing so.  The loop here is the kernels' loop (``kernels/cpu.py``,
+the native row loop), over :func:`nbnumba.physics.raster_block`.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from nbnumba.kernels.interface import kernel_arrays
 from nbnumba.prepare import prepare
 
 DEG = math.pi / 180.0
-FPIXELS = 37  # not a multiple of the lane count: each row ends in a shorter block
+FPIXELS = 70  # above both lane counts and a multiple of neither: each row ends in a shorter block
 
 
 @pytest.fixture(scope="module", params=["float64", "float32"])
@@ -63,7 +67,7 @@ def _loops(phys):
         for b in range(blocks(start, out.size, ip)):
             idx, n = block(b, start, out.size, ip)
             covered += n
-            if take(idx, n, fp, ip, first_index):
+            if take(idx, n, fp, ip, mask, first_index):
                 taken += 1
             total = rrb(total, idx, n, fp, ip, sources, cells, cells_first, fhkl, mask, first_index, 1 << 60,
                         scale, out, idx - start)
@@ -75,8 +79,8 @@ def _loops(phys):
 _LOOPS = {}
 
 
-def _compare(cfg, dtype, start=0):
-    """Render ``cfg`` both ways; return (image, number of blocks that took the lanes)."""
+def _compare(cfg, dtype, start=0, stop=None):
+    """Render pixels ``start .. stop-1`` of ``cfg`` both ways; return (image, blocks that took the lanes)."""
     prec = precision_of(dtype)
     if prec not in _LOOPS:
         _LOOPS[prec] = _loops(cpu_functions(prec))
@@ -84,7 +88,7 @@ def _compare(cfg, dtype, start=0):
     prep = prepare(cfg)
     arrays = kernel_arrays(prep, dtype)
     first = first_swept_pixel(prep)
-    n = prep.fpixels * prep.spixels - start
+    n = (prep.fpixels * prep.spixels if stop is None else stop) - start
     expected = np.full(n, -1.0)
     got = np.full(n, -1.0)
     total_expected = by_pixel(*arrays, first, prep.scale, start, expected)
@@ -94,6 +98,13 @@ def _compare(cfg, dtype, start=0):
     assert np.array_equal(got, expected)  # unrendered pixels (-1) untouched alike
     assert total == total_expected
     return expected, taken
+
+
+def _blocks_taken_per_row(dtype):
+    """Blocks of a whole row of FPIXELS that lanes_take accepts: at least half a block of pixels."""
+    lanes = PIXEL_LANES[precision_of(dtype)]
+    sizes = [min(lanes, FPIXELS - lo) for lo in range(0, FPIXELS, lanes)]
+    return sum(1 for size in sizes if 2 * size >= lanes)
 
 
 def _hkl_grid(seed=7, half=12):
@@ -133,10 +144,10 @@ CASES = {
 def test_lanes_are_bit_identical(case, mode, dtype):
     cfg = triclinic_config(mode=mode, **{**BASE, **CASES[case]})
     image, taken = _compare(cfg, dtype)
-    # 5 rows of 37 pixels: each row in blocks of PIXEL_LANES or fewer, all of them taking the lanes
-    # except, in parity mode, the block of the first swept pixel
-    first_block = int(first_swept_pixel(prepare(cfg)) >= 0)
-    assert taken == 5 * -(-FPIXELS // PIXEL_LANES[precision_of(dtype)]) - first_block
+    # 5 rows in blocks of PIXEL_LANES or fewer, all taking the lanes except the block of the first
+    # rendered pixel (pixel 0) and a row's last block if shorter than half the lanes
+    assert first_swept_pixel(prepare(cfg)) == 0
+    assert taken == 5 * _blocks_taken_per_row(dtype) - 1
 
 
 def test_parity_first_swept_pixel_block_goes_pixel_by_pixel():
@@ -151,28 +162,51 @@ def test_parity_first_swept_pixel_block_goes_pixel_by_pixel():
     assert taken >= 1
 
 
-def test_roi_mask_and_offset_start(dtype):
+def test_roi_mask_and_ranges(dtype):
+    lanes = PIXEL_LANES[precision_of(dtype)]
     mask = np.ones(FPIXELS * 5, dtype=np.uint16)
-    mask[[50, 95, 130]] = 0  # inside blocks that would otherwise take the lanes (from 0 and from 11)
-    cfg = triclinic_config(mode="spec", roi=(2, 35, 0, 4), mask=mask, phisteps=2, osc=1.0 * DEG, **BASE)
+    mask[[FPIXELS + 20, 2 * FPIXELS + 3, 3 * FPIXELS + 40, 3 * FPIXELS + 41]] = 0
+    cfg = triclinic_config(mode="spec", roi=(2, FPIXELS - 4, 0, 4), mask=mask, phisteps=2, osc=1.0 * DEG, **BASE)
     _, taken = _compare(cfg, dtype)
-    assert taken >= 1
-    # a range that starts mid-row (as the kernels' chunks of a split image may)
-    _, taken = _compare(cfg, dtype, start=11)
+    # rows 1-4 (row 0 holds the first rendered pixel): the ROI leaves 62 of each row's first 64 pixels
+    # and 14 of the first 16, so every whole block takes the lanes, masked pixels and all
+    assert taken >= 4 * (FPIXELS // lanes)
+    # ranges as the kernels' chunks of a split image may give: starting and ending mid-row
+    _, taken = _compare(cfg, dtype, start=FPIXELS + 11, stop=4 * FPIXELS + 33)
     assert taken >= 1
 
 
-@pytest.mark.parametrize("change", [dict(dmin=2e-10), dict(interpolate=True, hkl=_hkl_grid(9)),
-                                    dict(xtal_shape="gauss"), dict(oversample=2, oversample_omega=True)])
+def test_mostly_unrendered_blocks_go_pixel_by_pixel(dtype):
+    # a ROI three pixels wide: every block holds at most three rendered pixels
+    cfg = triclinic_config(mode="spec", roi=(30, 32, 0, 4), phisteps=2, osc=1.0 * DEG, **BASE)
+    _, taken = _compare(cfg, dtype)
+    assert taken == 0
+
+
+@pytest.mark.parametrize("change", [dict(dmin=2e-10), dict(interpolate=1, hkl=_hkl_grid(9)),
+                                    dict(xtal_shape="gauss"), dict(xtal_shape="round"), dict(xtal_shape="tophat"),
+                                    dict(exact_math=True), dict(Na=5.5),
+                                    dict(oversample=2, oversample_omega=True),
+                                    dict(oversample=2, oversample_thick=True, detector_thick=100e-6,
+                                         detector_thicksteps=2, detector_mu=1.0 / 200e-6),
+                                    dict(oversample=2, oversample_polar=True)])
 def test_other_cases_go_pixel_by_pixel(change, dtype):
     cfg = triclinic_config(mode="spec", **{**BASE, **change})
     _, taken = _compare(cfg, dtype)
     assert taken == 0
 
 
-def test_lanes_are_a_cpu_build_binding():
-    """PIXEL_LANES is 1 outside the CPU builds (CUDA renders pixel by pixel)."""
+def test_lanes_are_a_cpu_build_binding(monkeypatch):
+    """PIXEL_LANES is 1 outside the CPU builds (CUDA renders pixel by pixel) and where Numba uses SVML."""
+    from numba import config
+
+    from nbnumba.compile import pixel_lanes
+
     assert physics.PIXEL_LANES == 1
     for prec in ("double", "single"):
         bound = cpu_functions(prec).render_raster_block.py_func.__globals__["PIXEL_LANES"]
-        assert bound == PIXEL_LANES[prec] > 1
+        assert bound == pixel_lanes(prec)
+        monkeypatch.setattr(config, "USING_SVML", True, raising=False)
+        assert pixel_lanes(prec) == 1
+        monkeypatch.setattr(config, "USING_SVML", False, raising=False)
+        assert pixel_lanes(prec) == PIXEL_LANES[prec] > 1
