@@ -142,7 +142,7 @@ def test_cuda_numpy_alias_is_scoped(monkeypatch):
 
 
 def test_every_kernel_takes_the_declared_arguments():
-    """The prange, CUDA and native per-pixel functions are written out; they follow the declaration."""
+    """The prange, CUDA and native per-block functions are written out; they follow the declaration."""
     import inspect
 
     from nbnumba.kernels import cpu, cuda, native_build
@@ -153,5 +153,6 @@ def test_every_kernel_takes_the_declared_arguments():
         params = list(inspect.signature(fn).parameters)
         assert params[:len(declared) + 1] == declared + ["start"], fn.__name__
     for fn in native_build.KINDS.values():
-        assert list(inspect.signature(fn).parameters) == ["idx", "i", "out"] + declared, fn.__name__
+        # the running total, the block (raster index, output index, length), the output
+        assert list(inspect.signature(fn).parameters) == ["total", "idx", "i", "n", "out"] + declared, fn.__name__
     assert set(cpu.KERNEL_OF_KIND) == set(native_build.KINDS) == set(driver.KINDS)
