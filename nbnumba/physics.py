@@ -568,25 +568,27 @@ def block_lattice_factors(hs, ks, ls, count, na, nb, nc, ds, num, den):
         num[j] = num[j] / den[j]
 
 
+def evaluation_term(h0, k0, l0, f_latt, fhkl, ip, default_f, water):
+    """``(adds, F^2 F_latt^2)`` of one evaluation at the nearest lattice point ``(h0, k0, l0)`` (floats).
+
+    ``adds`` is False where the general loop of :func:`pixel_intensity`
+    skips the evaluation (a zero structure factor, or a zero lattice factor
+    without water background).
+    """
+    f_near = default_f
+    if ip[IP_HKLS] != 0:
+        f_near = nearest_structure_factor(int(h0), int(k0), int(l0), fhkl, ip, default_f)
+    if f_near == 0.0 or (f_latt == 0.0 and water == 0.0):
+        return False, 0.0
+    return True, f_near * f_near * f_latt * f_latt
+
+
 def block_sum(intensity, count, hs, ks, ls, f_latts, fhkl, ip, default_f, water):
     """Add a block's ``F^2 F_latt^2`` to ``intensity`` in evaluation order (as the general loop does)."""
-    if ip[IP_HKLS] == 0:  # every F is default_f: a plain sum
-        if default_f == 0.0:
-            return intensity
-        for j in range(count):
-            f_latt = f_latts[j]
-            if f_latt == 0.0 and water == 0.0:
-                continue
-            intensity += default_f * default_f * f_latt * f_latt
-        return intensity
     for j in range(count):
-        f_near = nearest_structure_factor(int(hs[j]), int(ks[j]), int(ls[j]), fhkl, ip, default_f)
-        if f_near == 0.0:
-            continue
-        f_latt = f_latts[j]
-        if f_latt == 0.0 and water == 0.0:
-            continue
-        intensity += f_near * f_near * f_latt * f_latt
+        adds, term = evaluation_term(hs[j], ks[j], ls[j], f_latts[j], fhkl, ip, default_f, water)
+        if adds:
+            intensity += term
     return intensity
 
 
@@ -705,23 +707,10 @@ def raster_block(b, start, count, ip):
 
 def lanes_sum(intensity, hs, ks, ls, f_latts, fhkl, ip, default_f, water):
     """Add one evaluation's ``F^2 F_latt^2`` to each pixel's ``intensity`` (as :func:`block_sum` does for one pixel)."""
-    if ip[IP_HKLS] == 0:
-        if default_f == 0.0:
-            return
-        for j in range(PIXEL_LANES):
-            f_latt = f_latts[j]
-            if f_latt == 0.0 and water == 0.0:
-                continue
-            intensity[j] += default_f * default_f * f_latt * f_latt
-        return
     for j in range(PIXEL_LANES):
-        f_near = nearest_structure_factor(int(hs[j]), int(ks[j]), int(ls[j]), fhkl, ip, default_f)
-        if f_near == 0.0:
-            continue
-        f_latt = f_latts[j]
-        if f_latt == 0.0 and water == 0.0:
-            continue
-        intensity[j] += f_near * f_near * f_latt * f_latt
+        adds, term = evaluation_term(hs[j], ks[j], ls[j], f_latts[j], fhkl, ip, default_f, water)
+        if adds:
+            intensity[j] += term
 
 
 def lanes_phi_mosaic_sum(intensity, cell_table, sxs, sys_, szs, fp, fhkl, ip, hs, ks, ls, ds, num, den):
@@ -774,14 +763,7 @@ def render_lanes(total, idx0, count, fp, ip, sources, cells, fhkl, mask, scale, 
     n_sources = ip[IP_SOURCES]
     point_pixel = ip[IP_POINT_PIXEL]
     nopolar = ip[IP_NOPOLAR] != 0
-    pixel_size = fp[FP_PIXEL_SIZE]
-    close_distance = fp[FP_CLOSE_DISTANCE]
-    thickstep = fp[FP_THICKSTEP]
-    mu = fp[FP_MU]
-    kahn = fp[FP_KAHN]
-    odx = fp[FP_ODET]
-    ody = fp[FP_ODET + 1]
-    odz = fp[FP_ODET + 2]
+    pixel_size, close_distance, thickstep, mu, kahn, odx, ody, odz = subpixel_constants(fp)
     fpixels = ip[IP_FPIXELS]
     spixel = idx0 // fpixels
     fpixel0 = idx0 - spixel * fpixels
@@ -935,6 +917,17 @@ def interpolated_structure_factor(h, k, l, fhkl, ip):
     return lagrange4(to_float(h0f - 1), to_float(h0f), to_float(h0f + 1), to_float(h0f + 2), y0, y1, y2, y3, h)
 
 
+def subpixel_constants(fp):
+    """The run constants of a sub-pixel's corrections.
+
+    Pixel size, close distance, detector layer thickness, attenuation
+    coefficient, Kahn polarization factor and the detector normal
+    ``(x, y, z)``.
+    """
+    return (fp[FP_PIXEL_SIZE], fp[FP_CLOSE_DISTANCE], fp[FP_THICKSTEP], fp[FP_MU], fp[FP_KAHN],
+            fp[FP_ODET], fp[FP_ODET + 1], fp[FP_ODET + 2])
+
+
 def subpixel_position(fpixel, spixel, sub_f, sub_s, odet_depth, fp, ip):
     """Laboratory position of a sub-pixel centre (metres from the sample)."""
     oversample = ip[IP_OVERSAMPLE]
@@ -1085,17 +1078,10 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
     skip_zero_f = weight_once or not (os_thick or os_polar or os_omega)
     if interp_parity and interp_state == INTERP_OFF:
         interpolate = False
-    pixel_size = fp[FP_PIXEL_SIZE]
-    close_distance = fp[FP_CLOSE_DISTANCE]
-    thickstep = fp[FP_THICKSTEP]
-    mu = fp[FP_MU]
+    pixel_size, close_distance, thickstep, mu, kahn, odx, ody, odz = subpixel_constants(fp)
     dmin = fp[FP_DMIN]
-    kahn = fp[FP_KAHN]
     default_f = fp[FP_DEFAULT_F]
     water = fp[FP_WATER]
-    odx = fp[FP_ODET]
-    ody = fp[FP_ODET + 1]
-    odz = fp[FP_ODET + 2]
 
     intensity = fp[FP_I_BG]
     polar = 0.0
