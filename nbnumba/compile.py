@@ -57,7 +57,8 @@ CPU_INLINE = frozenset({"sinpi_small", "cospi_small", "sincg_reduced", "sincg", 
                         "reflection_slot", "scale_terms", "chebyshev_u", "block_miller", "block_axis",
                         "block_sum", "fast_path_applies", "lanes_apply", "lanes_take", "lanes_sum",
                         "block_lattice_factors", "lanes_phi_mosaic_sum", "render_raster_block",
-                        "raster_blocks", "raster_block", "subpixel_constants", "evaluation_term"})
+                        "raster_blocks", "raster_block", "subpixel_constants", "evaluation_term",
+                        "block_evaluation_applies", "pixel_value"})
 
 
 PRECISIONS = ("double", "single")

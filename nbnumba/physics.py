@@ -462,11 +462,21 @@ def ceil_float(x):
     return float(math.ceil(x))
 
 
+def block_evaluation_applies(ip):
+    """True where the run's evaluations fit the block form (fast path and pixel lanes).
+
+    A square crystal with the reduced sincg and no per-sub-pixel weights;
+    interpolation is checked by the callers (the fast path on the pixel's
+    state, the lanes on the run's option).
+    """
+    return (ip[IP_SHAPE] == SHAPE_SQUARE and ip[IP_EXACT_SINCG] == 0
+            and ip[IP_OS_THICK] == 0 and ip[IP_OS_POLAR] == 0 and ip[IP_OS_OMEGA] == 0)
+
+
 def fast_path_applies(ip, pass_kind, interpolate):
     """True where :func:`pixel_intensity` may use the block evaluation (see ``FAST_PATH``)."""
     return (pass_kind == PASS_RENDER and ip[IP_PHISTEPS] * ip[IP_DOMAINS] >= FAST_MIN_EVALUATIONS
-            and ip[IP_SHAPE] == SHAPE_SQUARE and ip[IP_EXACT_SINCG] == 0
-            and not interpolate and ip[IP_OS_THICK] == 0 and ip[IP_OS_POLAR] == 0 and ip[IP_OS_OMEGA] == 0)
+            and not interpolate and block_evaluation_applies(ip))
 
 
 def chebyshev_u(d, m):
@@ -651,9 +661,8 @@ def lanes_apply(fp, ip):
     The fast path's case (square crystal, reduced sincg, nearest structure
     factors, no per-sub-pixel weights) without a resolution cut-off.
     """
-    return (PIXEL_LANES > 1 and ip[IP_SHAPE] == SHAPE_SQUARE and ip[IP_EXACT_SINCG] == 0
-            and ip[IP_INTERPOLATE] == 0 and ip[IP_OS_THICK] == 0 and ip[IP_OS_POLAR] == 0
-            and ip[IP_OS_OMEGA] == 0 and fp[FP_DMIN] <= 0.0)
+    return (PIXEL_LANES > 1 and block_evaluation_applies(ip) and ip[IP_INTERPOLATE] == 0
+            and fp[FP_DMIN] <= 0.0)
 
 
 def lanes_take(idx0, count, fp, ip, mask, first_index):
@@ -728,6 +737,8 @@ def lanes_phi_mosaic_sum(intensity, cell_table, sxs, sys_, szs, fp, fhkl, ip, hs
     water = fp[FP_WATER]
     for phi_tic in range(cell_table.shape[0]):
         for mos in range(cell_table.shape[1]):
+            # fractional_indices' expressions with the cell read once, outside the pixel loop: calling
+            # fractional_indices per pixel re-reads the cell each time (W3's kernel 1.4-1.7x slower)
             ax = cell_table[phi_tic, mos, 0]
             ay = cell_table[phi_tic, mos, 1]
             az = cell_table[phi_tic, mos, 2]
@@ -824,11 +835,7 @@ def render_lanes(total, idx0, count, fp, ip, sources, cells, fhkl, mask, scale, 
                     lanes_phi_mosaic_sum(intensity, cells, sxs, sys_, szs, fp, fhkl, ip, hs, ks, ls, ds, num, den)
     for j in range(count):
         if raster_position(idx0 + j, ip, mask)[0]:
-            value = scale * intensity[j]
-            value *= capture[j]
-            value *= polar[j]
-            value *= omega[j]
-            out[i0 + j] = value
+            out[i0 + j] = pixel_value(intensity[j], polar[j], capture[j], omega[j], ip, scale)
             total += omega_sum[j]
     return total
 
@@ -1180,6 +1187,18 @@ def pixel_intensity(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
     return intensity, polar, capture_fraction, omega_pixel, omega_sum, out_of_range
 
 
+def pixel_value(intensity, polar, capture_fraction, omega_pixel, ip, scale):
+    """``scale * intensity`` with the corrections not applied per sub-pixel (see :func:`render_pixel`)."""
+    value = scale * intensity
+    if ip[IP_OS_THICK] == 0:
+        value *= capture_fraction
+    if ip[IP_OS_POLAR] == 0:
+        value *= polar
+    if ip[IP_OS_OMEGA] == 0:
+        value *= omega_pixel
+    return value
+
+
 def render_pixel(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
                  first_pixel, interp_state, scale):
     """Photons recorded by one pixel: the intensity loop, then the corrections
@@ -1199,14 +1218,7 @@ def render_pixel(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
         fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl,
         first_pixel, interp_state, PASS_RENDER,
     )
-    value = scale * intensity
-    if ip[IP_OS_THICK] == 0:
-        value *= capture_fraction
-    if ip[IP_OS_POLAR] == 0:
-        value *= polar
-    if ip[IP_OS_OMEGA] == 0:
-        value *= omega_pixel
-    return value, omega_sum, oor
+    return pixel_value(intensity, polar, capture_fraction, omega_pixel, ip, scale), omega_sum, oor
 
 
 def pixel_out_of_range(fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl, first_pixel):
@@ -1464,13 +1476,7 @@ def raster_reflection_terms(idx, fp, ip, sources, cells, cells_first, fhkl, mask
         return 0, 0.0, 0, 0
     background, polar, capture_fraction, omega_pixel, used, overflow = pixel_reflection_terms(
         fpixel, spixel, fp, ip, sources, cells, cells_first, fhkl, idx == first_index, slot_hkl, slot_c)
-    factor = scale
-    if ip[IP_OS_THICK] == 0:
-        factor *= capture_fraction
-    if ip[IP_OS_POLAR] == 0:
-        factor *= polar
-    if ip[IP_OS_OMEGA] == 0:
-        factor *= omega_pixel
+    factor = pixel_value(1.0, polar, capture_fraction, omega_pixel, ip, scale)  # scale * 1.0 is scale exactly
     for j in range(used):
         slot_c[j] *= factor
     return 1, background * factor, used, overflow
